@@ -1,0 +1,108 @@
+"""``harness``: run the matrix, validate it, print the plan, rebuild a report.
+
+User errors (bad matrix.yaml, unknown env, bad case id) are one line on stderr
+and exit code 2; bugs keep their traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .errors import EXIT_USER_ERROR, UserError
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v for v in value.split(",") if v)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="provision, create, consume, report (the default)")
+    _matrix_arg(run)
+    run.add_argument("--env", action="append", default=[], metavar="ID[,ID]",
+                     help="only these envs (repeatable)")
+    run.add_argument("--mode", action="append", default=[], metavar="MODE[,MODE]",
+                     help="only these modes: tf1, compat, tf2 (repeatable)")
+    run.add_argument("--case", metavar="CASE_ID",
+                     help="re-run exactly this case (and the create case it consumes)")
+    run.add_argument("--run-id", help="name of reports/<run-id>/ (default: UTC time)")
+    val = sub.add_parser("validate", help="check matrix.yaml and exit")
+    _matrix_arg(val)
+    plan = sub.add_parser("plan", help="print env x mode runs as JSON (a CI job matrix)")
+    _matrix_arg(plan)
+    rep = sub.add_parser("report", help="rebuild summary.json and compat.md from a run's records")
+    _matrix_arg(rep)
+    rep.add_argument("run_dir", help="reports/<run-id>")
+    return p
+
+
+def _matrix_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--matrix", default="matrix.yaml", help="matrix file (default: matrix.yaml)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-"):
+        argv.insert(0, "run")
+    args = parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: records written so far are kept under reports/", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from . import config
+    if args.command == "validate":
+        matrix = config.load(args.matrix)
+        runs = sum(len(e.modes) for e in matrix.envs)
+        print(f"{args.matrix}: ok ({len(matrix.envs)} envs, {runs} env x mode, "
+              f"{len(matrix.expectations)} expectations)")
+        return 0
+    if args.command == "plan":
+        from .expand import expand
+        matrix = config.load(args.matrix, check_interpreters=False)
+        print(json.dumps({"include": [{"env": r.env.id, "mode": r.mode, "python": r.env.python}
+                                      for r in expand(matrix)]}))
+        return 0
+    if args.command == "report":
+        return _report(args)
+    from .pipeline import Options, execute
+    return execute(Options(matrix=args.matrix,
+                           envs=tuple(e for v in args.env for e in _csv(v)),
+                           modes=tuple(m for v in args.mode for m in _csv(v)),
+                           case=args.case, run_id=args.run_id))
+
+
+def _report(args: argparse.Namespace) -> int:
+    from . import config
+    from .report import write_reports
+    from .report.markdown import render
+    from .stages import read_records
+    matrix = config.load(args.matrix, check_interpreters=False)
+    records_dir = os.path.join(args.run_dir, "records")
+    if not os.path.isdir(records_dir):
+        raise UserError(f"{args.run_dir}: no records/ directory; pass a reports/<run-id> "
+                        "directory written by `harness run`")
+    records = read_records(records_dir)
+    old = {}
+    try:
+        with open(os.path.join(args.run_dir, "summary.json")) as fh:
+            old = json.load(fh)
+    except (OSError, ValueError):
+        pass
+    run = old.get("run") or {"run_id": os.path.basename(os.path.abspath(args.run_dir))}
+    summary = write_reports(args.run_dir, records, matrix, run, old.get("envs", {}))
+    print(render(summary))
+    return 0 if records else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,334 @@
+"""Load and strictly validate ``matrix.yaml`` into typed, frozen objects.
+
+Every problem is one ``ConfigError`` line: ``matrix.yaml: envs[2].python: 3.5 is
+not installed here (found 3.7, 3.11); install it or drop the env``.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from packaging.requirements import InvalidRequirement, Requirement
+
+from .errors import ConfigError
+from .interpreters import find_interpreter, installed_versions
+from .registry import formats as known_formats
+from .runtime.cases import COLUMN_OF_MODE, MODES, OPERATIONS
+
+BACKENDS = ("venv",)
+DEVICES = ("cpu", "gpu")
+LEVELS = ("supported", "not_supported")
+SPEC_KEYS = {"name": str, "description": str, "input_dim": int, "hidden": int,
+             "output_dim": int, "seed": int, "l2": float, "dropout": float,
+             "golden_batch": int, "train_batch": int, "train_steps": int,
+             "learning_rate": float}
+SPEC_REQUIRED = ("name", "input_dim", "hidden", "output_dim", "seed", "l2", "dropout")
+
+
+@dataclass(frozen=True)
+class Env:
+    id: str
+    python: str
+    packages: tuple[str, ...]
+    modes: tuple[str, ...]
+    env_vars: tuple[tuple[str, str], ...] = ()
+    backend: str = "venv"
+    device: str = "cpu"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    definition: str
+    spec: dict[str, Any] = field(hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    format: str
+    operation: str
+    column: str
+    documented: str
+    api: str
+    claim: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    envs_dir: str
+    reports_dir: str
+    workers: int
+    stage_timeout_s: int
+    atol: float
+    rtol: float
+
+
+@dataclass(frozen=True)
+class Matrix:
+    path: str
+    settings: Settings
+    envs: tuple[Env, ...]
+    models: tuple[Model, ...]
+    expectations: tuple[Expectation, ...]
+
+    def env(self, env_id: str) -> Env:
+        for env in self.envs:
+            if env.id == env_id:
+                return env
+        raise KeyError(env_id)
+
+    def expectation(self, fmt: str, operation: str, column: str) -> Expectation | None:
+        for e in self.expectations:
+            if (e.format, e.operation, e.column) == (fmt, operation, column):
+                return e
+        return None
+
+
+class _Checker:
+    """Small strict schema checks with located, fixable messages."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, where: str, message: str) -> ConfigError:
+        return ConfigError(self.path, where, message)
+
+    def mapping(self, value: Any, where: str, required: tuple[str, ...],
+                optional: tuple[str, ...] = ()) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(where, f"expected a mapping, got {_kind(value)}")
+        allowed = required + optional
+        for key in value:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else \
+                    f"allowed keys: {', '.join(allowed)}"
+                raise self.fail(_join(where, key), f"unknown key; {hint}")
+        for key in required:
+            if key not in value:
+                raise self.fail(where or "top level", f"missing required key {key!r}")
+        return value
+
+    def typed(self, value: Any, where: str, kind: type | tuple[type, ...]) -> Any:
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            ok = False
+        elif float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        else:
+            ok = isinstance(value, kinds)
+        if not ok:
+            names = " or ".join(k.__name__ for k in kinds)
+            raise self.fail(where, f"expected {names}, got {_kind(value)} {value!r}")
+        return value
+
+    def choice(self, value: Any, where: str, choices: tuple[str, ...], what: str) -> str:
+        self.typed(value, where, str)
+        if value not in choices:
+            close = difflib.get_close_matches(value, choices, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise self.fail(where, f"unknown {what} {value!r} (known: "
+                                   f"{', '.join(choices)}){hint}")
+        return value
+
+    def str_list(self, value: Any, where: str, nonempty: bool = True) -> list[str]:
+        self.typed(value, where, list)
+        if nonempty and not value:
+            raise self.fail(where, "must not be empty")
+        for i, item in enumerate(value):
+            self.typed(item, f"{where}[{i}]", str)
+        return value
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "an integer", float: "a number", type(None): "nothing"}.get(
+        type(value), type(value).__name__)
+
+
+def _join(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def load(path: str, check_interpreters: bool = True) -> Matrix:
+    """Read and validate ``path``; raise ConfigError (one line) on any problem."""
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(path, "", "file not found; pass --matrix PATH or create it "
+                                    "(see README)")
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(path, where, f"invalid YAML: {problem}; fix the syntax there")
+    return validate(raw, path, check_interpreters=check_interpreters)
+
+
+def validate(raw: Any, path: str, check_interpreters: bool = True) -> Matrix:
+    c = _Checker(path)
+    top = c.mapping(raw, "", ("envs", "expectations"),
+                    ("schema_version", "settings", "models"))
+    if "schema_version" in top and c.typed(top["schema_version"], "schema_version", int) != 1:
+        raise c.fail("schema_version", f"unsupported version {top['schema_version']}; use 1")
+    base = os.path.dirname(os.path.abspath(path))
+    settings = _settings(c, top.get("settings", {}), base)
+    envs = _envs(c, top["envs"], check_interpreters)
+    models = _models(c, top.get("models", [{"name": "mlp", "definition": "models/mlp.json"}]),
+                     base)
+    expectations = _expectations(c, top["expectations"])
+    return Matrix(os.path.abspath(path), settings, envs, models, expectations)
+
+
+def _settings(c: _Checker, raw: Any, base: str) -> Settings:
+    s = c.mapping(raw, "settings", (), ("envs_dir", "reports_dir", "workers",
+                                         "stage_timeout_s", "tolerance"))
+    workers = c.typed(s.get("workers", 2), "settings.workers", int)
+    if workers < 0:
+        raise c.fail("settings.workers", "must be >= 0 (0 runs cases in the pytest process)")
+    timeout = c.typed(s.get("stage_timeout_s", 1800), "settings.stage_timeout_s", int)
+    if timeout <= 0:
+        raise c.fail("settings.stage_timeout_s", "must be > 0 seconds")
+    tol = c.mapping(s.get("tolerance", {}), "settings.tolerance", (), ("atol", "rtol"))
+    atol = float(c.typed(tol.get("atol", 1e-5), "settings.tolerance.atol", float))
+    rtol = float(c.typed(tol.get("rtol", 1e-5), "settings.tolerance.rtol", float))
+    for key, value in (("atol", atol), ("rtol", rtol)):
+        if value < 0:
+            raise c.fail(f"settings.tolerance.{key}", "must be >= 0")
+
+    def path_of(key: str, default: str) -> str:
+        value = c.typed(s.get(key, default), f"settings.{key}", str)
+        return value if os.path.isabs(value) else os.path.join(base, value)
+
+    return Settings(path_of("envs_dir", ".envs"), path_of("reports_dir", "reports"),
+                    workers, timeout, atol, rtol)
+
+
+def _envs(c: _Checker, raw: Any, check_interpreters: bool) -> tuple[Env, ...]:
+    c.typed(raw, "envs", list)
+    if not raw:
+        raise c.fail("envs", "must list at least one environment")
+    envs: list[Env] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        where = f"envs[{i}]"
+        e = c.mapping(item, where, ("id", "python", "packages", "modes"),
+                      ("env_vars", "backend", "device", "description"))
+        env_id = c.typed(e["id"], f"{where}.id", str)
+        if not env_id or not all(ch.isalnum() or ch in "-_." for ch in env_id):
+            raise c.fail(f"{where}.id", f"{env_id!r}: use letters, digits, '-', '_' or '.'")
+        if env_id in seen:
+            raise c.fail(f"{where}.id", f"duplicate id {env_id!r} (also envs[{seen[env_id]}]); "
+                                        "give each env its own id")
+        seen[env_id] = i
+        python = e["python"]
+        if isinstance(python, (int, float)) and not isinstance(python, bool):
+            raise c.fail(f"{where}.python", f"{python!r} was read as a number; quote it "
+                                            "(python: \"3.10\")")
+        c.typed(python, f"{where}.python", str)
+        if not _is_xy(python):
+            raise c.fail(f"{where}.python", f"{python!r}: write the version as \"3.11\" "
+                                            "(quoted, major.minor)")
+        if check_interpreters and find_interpreter(python) is None:
+            found = ", ".join(installed_versions()) or "none"
+            raise c.fail(f"{where}.python", f"{python} is not installed here (found {found}); "
+                                            f"install it (pyenv install {python}) or drop the env")
+        packages = c.str_list(e["packages"], f"{where}.packages")
+        for j, req in enumerate(packages):
+            try:
+                Requirement(req)
+            except InvalidRequirement as exc:
+                raise c.fail(f"{where}.packages[{j}]", f"{req!r} is not a requirement: {exc}")
+        modes = c.str_list(e["modes"], f"{where}.modes")
+        for j, mode in enumerate(modes):
+            c.choice(mode, f"{where}.modes[{j}]", MODES, "mode")
+        if len(set(modes)) != len(modes):
+            raise c.fail(f"{where}.modes", "lists a mode twice")
+        env_vars = c.mapping(e.get("env_vars", {}), f"{where}.env_vars", (),
+                             tuple(e.get("env_vars", {}) or ()))
+        for key, value in env_vars.items():
+            c.typed(value, f"{where}.env_vars.{key}", str)
+        envs.append(Env(
+            id=env_id, python=python, packages=tuple(packages), modes=tuple(modes),
+            env_vars=tuple(sorted(env_vars.items())),
+            backend=c.choice(e.get("backend", "venv"), f"{where}.backend", BACKENDS, "backend"),
+            device=c.choice(e.get("device", "cpu"), f"{where}.device", DEVICES, "device"),
+            description=c.typed(e.get("description", ""), f"{where}.description", str)))
+    return tuple(envs)
+
+
+def _is_xy(version: str) -> bool:
+    parts = version.split(".")
+    return len(parts) == 2 and all(p.isdigit() for p in parts)
+
+
+def _models(c: _Checker, raw: Any, base: str) -> tuple[Model, ...]:
+    c.typed(raw, "models", list)
+    models: list[Model] = []
+    for i, item in enumerate(raw):
+        where = f"models[{i}]"
+        m = c.mapping(item, where, ("name", "definition"))
+        name = c.typed(m["name"], f"{where}.name", str)
+        if any(model.name == name for model in models):
+            raise c.fail(f"{where}.name", f"duplicate model name {name!r}")
+        definition = c.typed(m["definition"], f"{where}.definition", str)
+        full = definition if os.path.isabs(definition) else os.path.join(base, definition)
+        models.append(Model(name, full, load_model_spec(full, name)))
+    return tuple(models)
+
+
+def load_model_spec(path: str, name: str) -> dict[str, Any]:
+    """Read and check a fixture model definition (JSON)."""
+    c = _Checker(path)
+    try:
+        with open(path) as fh:
+            spec = json.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(path, "", "model definition not found; fix models[].definition")
+    except json.JSONDecodeError as exc:
+        raise ConfigError(path, f"line {exc.lineno}, column {exc.colno}",
+                          f"invalid JSON: {exc.msg}")
+    c.mapping(spec, "", SPEC_REQUIRED, tuple(k for k in SPEC_KEYS if k not in SPEC_REQUIRED))
+    for key, kind in SPEC_KEYS.items():
+        if key in spec:
+            c.typed(spec[key], key, kind)
+    if spec["name"] != name:
+        raise c.fail("name", f"{spec['name']!r} differs from the matrix's model name {name!r}; "
+                             "make them equal")
+    if not 0 <= spec["dropout"] < 1:
+        raise c.fail("dropout", "must be in [0, 1)")
+    return spec
+
+
+def _expectations(c: _Checker, raw: Any) -> tuple[Expectation, ...]:
+    c.typed(raw, "expectations", list)
+    columns = tuple(sorted(set(COLUMN_OF_MODE.values())))
+    fmts = known_formats()
+    found: list[Expectation] = []
+    seen: dict[tuple[str, str, str], int] = {}
+    for i, item in enumerate(raw):
+        where = f"expectations[{i}]"
+        e = c.mapping(item, where, ("format", "operation", "column", "documented", "claim"),
+                      ("api", "source"))
+        exp = Expectation(
+            format=c.choice(e["format"], f"{where}.format", fmts, "format"),
+            operation=c.choice(e["operation"], f"{where}.operation", OPERATIONS, "operation"),
+            column=c.choice(e["column"], f"{where}.column", columns, "column"),
+            documented=c.choice(e["documented"], f"{where}.documented", LEVELS, "level"),
+            api=c.typed(e.get("api", ""), f"{where}.api", str),
+            claim=c.typed(e["claim"], f"{where}.claim", str),
+            source=c.typed(e.get("source", ""), f"{where}.source", str))
+        key = (exp.format, exp.operation, exp.column)
+        if key in seen:
+            raise c.fail(where, f"duplicate expectation for {'/'.join(key)} "
+                                f"(also expectations[{seen[key]}]); keep one")
+        seen[key] = i
+        found.append(exp)
+    return tuple(found)

@@ -1,0 +1,92 @@
+"""Pure expansion: matrix -> env runs (env x mode), install groups, stage plans."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from .config import Env, Matrix
+from .errors import UserError
+from .runtime.cases import STAGES
+
+
+@dataclass(frozen=True)
+class EnvRun:
+    env: Env
+    mode: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.env.id}/{self.mode}"
+
+    def prefix(self, stage: str) -> str:
+        return f"{stage}.{self.env.id}.{self.mode}"
+
+
+def install_key(env: Env) -> str:
+    """Identity of an install: envs that differ only in env_vars share one."""
+    blob = json.dumps({"python": env.python, "packages": sorted(env.packages),
+                       "backend": env.backend}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def expand(matrix: Matrix, envs: tuple[str, ...] = (), modes: tuple[str, ...] = ()
+           ) -> list[EnvRun]:
+    """Every env x mode of the matrix, optionally narrowed; stable order."""
+    unknown = [e for e in envs if e not in {env.id for env in matrix.envs}]
+    if unknown:
+        known = ", ".join(env.id for env in matrix.envs)
+        raise UserError(f"{matrix.path}: --env {unknown[0]!r} is not in the matrix "
+                        f"(known: {known}); pick one of those")
+    runs = [EnvRun(env, mode) for env in matrix.envs for mode in env.modes
+            if (not envs or env.id in envs) and (not modes or mode in modes)]
+    if not runs:
+        raise UserError(f"{matrix.path}: the selection (--env {','.join(envs) or '*'} "
+                        f"--mode {','.join(modes) or '*'}) matches no env x mode; widen it")
+    return runs
+
+
+def stage_plan(matrix: Matrix, run: EnvRun, stage: str, run_id: str, store: str,
+               results_dir: str, select: list[str] | None = None) -> dict:
+    """The JSON plan one in-environment pytest process receives."""
+    assert stage in STAGES
+    env = run.env
+    return {
+        "schema_version": 1,
+        "run_id": run_id,
+        "stage": stage,
+        "mode": run.mode,
+        "prefix": run.prefix(stage),
+        "env": {"id": env.id, "python": env.python, "backend": env.backend,
+                "device": env.device, "packages": list(env.packages),
+                "env_vars": dict(env.env_vars)},
+        "store": store,
+        "results_dir": results_dir,
+        "models": [{"name": m.name, "spec": m.spec} for m in matrix.models],
+        "tolerance": {"atol": matrix.settings.atol, "rtol": matrix.settings.rtol},
+        "select": select,
+        "repro": "nox -s matrix -- --case {case_id}",
+    }
+
+
+@dataclass(frozen=True)
+class CaseRef:
+    """The parts of a case id that ``--case`` needs to plan a re-run."""
+
+    env_id: str
+    mode: str
+    format: str
+    model: str
+    producer: tuple[str, str] | None  # (env, mode); None for a create case
+
+
+def parse_case_id(case_id: str) -> CaseRef:
+    head, _, producer = case_id.partition("@")
+    parts = head.split("/")
+    if len(parts) != 6 or (parts[3] != "create") == (not producer) or \
+            (producer and producer.count("/") != 1):
+        raise UserError(f"--case {case_id!r}: not a case id; copy one from "
+                        "reports/latest/results.jsonl (env/mode/format/operation/api/model"
+                        "[@producer_env/producer_mode])")
+    p_env, _, p_mode = producer.partition("/")
+    return CaseRef(parts[0], parts[1], parts[2], parts[5], (p_env, p_mode) if producer else None)

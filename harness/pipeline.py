@@ -1,0 +1,193 @@
+"""The pipeline, one step after another:
+
+load → validate → expand → provision → create → consume → collect → report
+
+Each step is a typed function of the previous results; ``execute`` runs them in
+order.  An environment that cannot be provisioned becomes ``env_error`` records
+and the run goes on; every record is on disk as soon as its case finishes.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import config, registry
+from .backends import REPORTED_PACKAGES, ProvisionError, Provisioned, get_backend
+from .config import Matrix
+from .errors import UserError
+from .expand import EnvRun, expand, parse_case_id
+from .report import write_reports
+from .runtime.records import INFRA_OUTCOMES
+from .stages import RunPaths, StageResult, read_records, run_stage
+from .wheel import PROJECT_ROOT, build_wheel
+
+
+def log(message: str) -> None:
+    print(f"tfhub-compat: {message}", flush=True)
+
+
+@dataclass
+class Options:
+    matrix: str = "matrix.yaml"
+    envs: tuple[str, ...] = ()
+    modes: tuple[str, ...] = ()
+    case: str | None = None
+    run_id: str | None = None
+
+
+@dataclass
+class Selection:
+    """Which env runs take part in each stage, and which case ids (None: all)."""
+
+    create: list[EnvRun]
+    consume: list[EnvRun]
+    create_ids: list[str] | None = None
+    consume_ids: list[str] | None = None
+
+
+@dataclass
+class Run:
+    matrix: Matrix
+    selection: Selection
+    run_id: str
+    paths: RunPaths
+    started: float = field(default_factory=time.time)
+    provisioned: dict[str, Provisioned | ProvisionError] = field(default_factory=dict)
+    stages: list[StageResult] = field(default_factory=list)
+
+
+def execute(options: Options) -> int:
+    matrix = load(options)
+    selection = select(matrix, options)
+    run = start(matrix, selection, options)
+    provision(run)
+    stage(run, "create", run.selection.create, run.selection.create_ids)
+    stage(run, "consume", run.selection.consume, run.selection.consume_ids)
+    records = collect(run)
+    return report(run, records)
+
+
+def load(options: Options) -> Matrix:
+    """load + validate: a bad matrix.yaml raises ConfigError (one line, exit 2)."""
+    return config.load(options.matrix)
+
+
+def select(matrix: Matrix, options: Options) -> Selection:
+    """expand: every env x mode (narrowed by --env/--mode), or just what --case needs."""
+    if not options.case:
+        runs = expand(matrix, options.envs, options.modes)
+        return Selection(runs, runs)
+    ref = parse_case_id(options.case)
+    consumer = expand(matrix, (ref.env_id,), (ref.mode,))
+    if ref.producer is None:  # a create case
+        return Selection(consumer, [], [options.case], [])
+    p_env, p_mode = ref.producer
+    create_ids = [f"{p_env}/{p_mode}/{ref.format}/create/{v.api}/{ref.model}"
+                  for v in registry.variants()
+                  if v.format == ref.format and v.operation == "create"]
+    return Selection(expand(matrix, (p_env,), (p_mode,)), consumer, create_ids, [options.case])
+
+
+def start(matrix: Matrix, selection: Selection, options: Options) -> Run:
+    run_id = options.run_id or time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    root = os.path.join(matrix.settings.reports_dir, run_id)
+    if os.path.exists(os.path.join(root, "records")):
+        raise UserError(f"{root}: run {run_id} already exists; pick another --run-id "
+                               "or delete that directory")
+    os.makedirs(root, exist_ok=True)
+    log(f"run {run_id}: {len(set(selection.create + selection.consume))} env x mode, "
+        f"reports in {root}")
+    return Run(matrix, selection, run_id, RunPaths(root))
+
+
+def provision(run: Run) -> None:
+    """Make (or reuse) every environment the selection needs; failures are kept, not raised."""
+    wheel, wheel_id = build_wheel(os.path.join(run.matrix.settings.envs_dir, ".wheels"))
+    needed = {r.env.id: r.env for r in run.selection.create + run.selection.consume}
+    for env in needed.values():
+        backend = get_backend(env.backend, envs_dir=run.matrix.settings.envs_dir,
+                              wheel=wheel, wheel_id=wheel_id, log=log)
+        try:
+            prov = backend.provision(env)
+            state = "new" if prov.created else "reused"
+            log(f"env {env.id}: {state} ({prov.seconds:.1f}s) tensorflow "
+                f"{prov.versions.get('tensorflow') or prov.versions.get('tensorflow-cpu')}, "
+                f"tensorflow-hub {prov.versions.get('tensorflow-hub')}")
+            run.provisioned[env.id] = prov
+        except ProvisionError as exc:
+            log(f"env {env.id}: NOT PROVISIONED: {exc}")
+            run.provisioned[env.id] = exc
+
+
+def stage(run: Run, name: str, runs: list[EnvRun], select_ids: list[str] | None) -> None:
+    """CREATE or CONSUME: one pytest process per env x mode, one after another."""
+    for env_run in runs:
+        result = run_stage(run.matrix, env_run, name, run.provisioned[env_run.env.id],
+                           run.paths, run.run_id, select_ids)
+        run.stages.append(result)
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(result.counts.items())) or "no cases"
+        log(f"[{name}] {env_run.key}: {counts} ({result.seconds:.1f}s)")
+
+
+def collect(run: Run) -> list[dict]:
+    return read_records(run.paths.records)
+
+
+def report(run: Run, records: list[dict]) -> int:
+    finished = time.time()
+    meta = {"run_id": run.run_id, "started_at": _iso(run.started), "finished_at": _iso(finished),
+            "duration_s": round(finished - run.started, 1), "git_commit": _git_commit(),
+            "host": platform.node(), "host_python": platform.python_version(),
+            "matrix": run.matrix.path, "argv": sys.argv[1:]}
+    summary = write_reports(run.paths.root, records, run.matrix, meta, env_metadata(run))
+    from .report.markdown import render
+    print(render(summary))
+    latest = os.path.join(run.matrix.settings.reports_dir, "latest")
+    log(f"{len(records)} cases in {meta['duration_s']:.0f}s; wrote {run.paths.root} and {latest}")
+    if not records:
+        log("error: the run executed no case")
+        return 1
+    infra = Counter(r["outcome"] for r in records if r["outcome"] in INFRA_OUTCOMES)
+    if infra:
+        log("error: infrastructure failures (not compatibility results): "
+            + ", ".join(f"{v} {k}" for k, v in sorted(infra.items())))
+        return 1
+    return 0
+
+
+def env_metadata(run: Run) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for env_id, prov in run.provisioned.items():
+        env = run.matrix.env(env_id)
+        info: dict[str, Any] = {
+            "python": env.python, "packages": list(env.packages), "modes": list(env.modes),
+            "env_vars": dict(env.env_vars), "backend": env.backend, "device": env.device,
+            "description": env.description}
+        if isinstance(prov, ProvisionError):
+            info.update(provisioned="error", error=str(prov), versions={})
+        else:
+            info.update(provisioned="new" if prov.created else "reused",
+                        provision_s=round(prov.seconds, 1), location=prov.location,
+                        versions={k: v for k, v in prov.versions.items()
+                                  if k in REPORTED_PACKAGES or k == "python"})
+        out[env_id] = info
+    return out
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", PROJECT_ROOT, "rev-parse", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

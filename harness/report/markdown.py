@@ -1,0 +1,105 @@
+"""The Markdown report: the documents' table, documented vs observed, and per env."""
+from __future__ import annotations
+
+from typing import Any
+
+from .summary import OPERATION_TITLES
+
+FORMAT_TITLES = {"tf1_hub": "TF1 Hub format", "saved_model": "TF2 SavedModel",
+                 "keras_saved_model": "Keras SavedModel"}
+MARK = {"supported": "✅", "partial": "◐", "unsupported": "❌", "unknown": "❔"}
+VERDICT_TEXT = {"as_documented": "as documented", "regression": "**regression**",
+                "undocumented_support": "**undocumented support**",
+                "undocumented": "undocumented", "unknown": "unknown"}
+
+
+def _esc(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+
+
+def _count_text(cell: dict[str, Any]) -> str:
+    text = f"{cell['passed']}/{cell['attempted']}"
+    if cell.get("infra"):
+        text += f" (+{cell['infra']} infra)"
+    return text
+
+
+def render(summary: dict[str, Any]) -> str:
+    run, totals = summary["run"], summary["totals"]
+    lines = [f"# TF Hub compatibility — run {run['run_id']}", ""]
+    outcomes = ", ".join(f"{v} {k}" for k, v in sorted(totals["outcomes"].items()))
+    lines += [f"{totals['cases']} cases ({outcomes or 'none'}) in "
+              f"{len(summary['envs'])} environments; commit {run.get('git_commit') or '?'}; "
+              f"{run.get('duration_s', 0):.0f} s.", ""]
+    lines += _documents_table(summary["cells"])
+    lines += _differences(summary["cells"])
+    lines += _env_table(summary)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _documents_table(cells: list[dict[str, Any]]) -> list[str]:
+    lines = ["## The documents' table: documented vs observed", "",
+             "Cell: documented claim → observed level (passed/attempted cases) → verdict.", ""]
+    by_format: dict[str, list[dict[str, Any]]] = {}
+    for cell in cells:
+        by_format.setdefault(cell["format"], []).append(cell)
+    order = list(FORMAT_TITLES)
+    for fmt, fcells in sorted(by_format.items(),
+                              key=lambda kv: (order.index(kv[0]) if kv[0] in order
+                                              else len(order), kv[0])):
+        titles = sorted({(c["column"], c["column_title"]) for c in fcells})
+        lines += [f"### {FORMAT_TITLES.get(fmt, fmt)} (`{fmt}`)", "",
+                  "| Operation | " + " | ".join(t for _, t in titles) + " |",
+                  "|---|" + "---|" * len(titles)]
+        for op, op_title in OPERATION_TITLES.items():
+            row = [op_title]
+            for col, _ in titles:
+                c = next(x for x in fcells if x["operation"] == op and x["column"] == col)
+                documented = (c["documented"] or "no claim").replace("_", " ")
+                row.append(f"documented: {documented}<br>observed: {MARK[c['observed']]} "
+                           f"{c['observed']} {_count_text(c)}<br>{VERDICT_TEXT[c['verdict']]}")
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    return lines
+
+
+def _differences(cells: list[dict[str, Any]]) -> list[str]:
+    diff = [c for c in cells if c["verdict"] in ("regression", "undocumented_support")]
+    if not diff:
+        return []
+    lines = ["## Where the documents differ from what runs", ""]
+    for c in diff:
+        lines.append(f"- **{FORMAT_TITLES.get(c['format'], c['format'])} · "
+                     f"{OPERATION_TITLES[c['operation']]} · {c['column_title']}**: documented "
+                     f"{(c['documented'] or '').replace('_', ' ')}, observed {c['observed']} "
+                     f"{_count_text(c)}")
+        for ex in c["examples"]:
+            lines.append(f"  - `{ex['case_id']}`: {ex['outcome']} "
+                         f"`{_esc(ex['error_type'])}`: {_esc(ex['message'])[:240]}")
+    lines.append("")
+    return lines
+
+
+def _env_table(summary: dict[str, Any]) -> list[str]:
+    cells = summary["env_cells"]
+    if not cells:
+        return []
+    keys = sorted({(c["format"], c["operation"]) for c in cells},
+                  key=lambda k: (k[0], list(OPERATION_TITLES).index(k[1])))
+    rows = sorted({(c["env_id"], c["mode"]) for c in cells})
+    index = {(c["env_id"], c["mode"], c["format"], c["operation"]): c for c in cells}
+    lines = ["## Per environment (consumer env/mode × format · operation)", "",
+             "| env / mode | TF | hub | Keras | " +
+             " | ".join(f"{f} · {o}" for f, o in keys) + " |",
+             "|---|---|---|---|" + "---|" * len(keys)]
+    for env_id, mode in rows:
+        info = summary["envs"].get(env_id, {}).get("versions", {})
+        row = [f"{env_id} / {mode}", info.get("tensorflow") or info.get("tensorflow-cpu") or "?",
+               info.get("tensorflow-hub") or "?", _esc(summary["envs"].get(env_id, {})
+                                                       .get("keras") or "?")]
+        for f, o in keys:
+            c = index.get((env_id, mode, f, o))
+            row.append("" if c is None else f"{MARK[c['observed']]} {_count_text(c)}")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    return lines

@@ -1,0 +1,136 @@
+"""Aggregate result records into cells with pandas (the only place pandas is used).
+
+Levels per cell: ``supported`` (every attempted case passed), ``partial``,
+``unsupported`` (none passed), ``unknown`` (nothing attempted: no data or only
+infrastructure failures).  Verdicts compare with the documents' claim.
+Infrastructure outcomes (crashed, timeout, env_error) and skips never count as
+attempts, so they can never turn a cell "unsupported".
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from ..config import Matrix
+from ..runtime.cases import COLUMN_OF_MODE, COLUMN_TITLES, OPERATIONS
+from ..runtime.records import ERROR, FAILED, INFRA_OUTCOMES, OUTCOMES, PASSED
+
+ATTEMPTED = (PASSED, FAILED, ERROR)
+LEVELS = ("supported", "partial", "unsupported", "unknown")
+VERDICTS = ("as_documented", "regression", "undocumented_support", "undocumented", "unknown")
+OPERATION_TITLES = {"load": "Loading / Inference", "fine_tune": "Fine-tuning",
+                    "create": "Creation"}
+
+
+def frame(records: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame.from_records(records)
+    if df.empty:
+        df = pd.DataFrame(columns=["case_id", "env_id", "mode", "column", "format",
+                                   "operation", "api", "outcome"])
+    df["column"] = df["mode"].map(COLUMN_OF_MODE).fillna(df.get("column"))
+    return df
+
+
+def level(counts: dict[str, int]) -> str:
+    attempted = sum(counts.get(o, 0) for o in ATTEMPTED)
+    passed = counts.get(PASSED, 0)
+    if attempted == 0:
+        return "unknown"
+    if passed == attempted:
+        return "supported"
+    return "unsupported" if passed == 0 else "partial"
+
+
+def verdict(documented: str | None, observed: str) -> str:
+    if observed == "unknown":
+        return "unknown"
+    if documented is None:
+        return "undocumented"
+    if documented == "supported":
+        return "as_documented" if observed == "supported" else "regression"
+    return "as_documented" if observed == "unsupported" else "undocumented_support"
+
+
+def _counts(group: pd.DataFrame) -> dict[str, int]:
+    vc = group["outcome"].value_counts()
+    return {o: int(vc.get(o, 0)) for o in OUTCOMES if int(vc.get(o, 0))}
+
+
+def _cell(counts: dict[str, int]) -> dict[str, Any]:
+    return {"counts": counts, "passed": counts.get(PASSED, 0),
+            "attempted": sum(counts.get(o, 0) for o in ATTEMPTED),
+            "infra": sum(counts.get(o, 0) for o in INFRA_OUTCOMES),
+            "observed": level(counts)}
+
+
+def cells(df: pd.DataFrame, matrix: Matrix) -> list[dict[str, Any]]:
+    """The documents' table: format x operation x column, documented vs observed."""
+    fmts = sorted(set(df["format"].dropna()) | {e.format for e in matrix.expectations})
+    columns = sorted(COLUMN_TITLES)
+    grouped = {k: g for k, g in df.groupby(["format", "operation", "column"])} if len(df) else {}
+    out = []
+    for fmt in fmts:
+        for op in OPERATIONS:
+            for col in columns:
+                group = grouped.get((fmt, op, col))
+                counts = _counts(group) if group is not None else {}
+                exp = matrix.expectation(fmt, op, col)
+                cell = _cell(counts)
+                cell.update(format=fmt, operation=op, column=col,
+                            column_title=COLUMN_TITLES[col],
+                            documented=exp.documented if exp else None,
+                            claim=exp.claim if exp else None, api=exp.api if exp else None,
+                            apis=sorted(set(group["api"])) if group is not None else [],
+                            verdict=verdict(exp.documented if exp else None, cell["observed"]))
+                cell["examples"] = _examples(group) if group is not None else []
+                out.append(cell)
+    return out
+
+
+def _examples(group: pd.DataFrame, limit: int = 3) -> list[dict[str, Any]]:
+    """A few distinct failures of a cell (error type + first line), with their repro."""
+    bad = group[group["outcome"] != PASSED]
+    seen, out = set(), []
+    for rec in bad.sort_values("case_id").to_dict("records"):
+        first = str(rec.get("message") or "").strip().splitlines()
+        key = (rec.get("api"), rec.get("error_type"), first[0][:200] if first else "")
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append({"case_id": rec["case_id"], "outcome": rec["outcome"],
+                    "error_type": rec.get("error_type"),
+                    "message": first[0][:300] if first else "", "repro": rec.get("repro")})
+        if len(out) == limit:
+            break
+    return out
+
+
+def env_cells(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per consumer env x mode x format x operation."""
+    if not len(df):
+        return []
+    out = []
+    for (env_id, mode, fmt, op), group in df.groupby(["env_id", "mode", "format", "operation"]):
+        cell = _cell(_counts(group))
+        cell.update(env_id=env_id, mode=mode, column=COLUMN_OF_MODE[mode], format=fmt,
+                    operation=op)
+        out.append(cell)
+    return out
+
+
+def summarize(records: list[dict], matrix: Matrix, run: dict[str, Any],
+              envs: dict[str, Any]) -> dict[str, Any]:
+    df = frame(records)
+    outcomes = _counts(df) if len(df) else {}
+    return {
+        "schema_version": 1,
+        "run": run,
+        "envs": envs,
+        "totals": {"cases": int(len(df)), "outcomes": outcomes,
+                   "producers": int(df.loc[(df["operation"] == "create")
+                                           & (df["outcome"] == PASSED)].shape[0])
+                   if len(df) else 0},
+        "cells": cells(df, matrix),
+        "env_cells": env_cells(df),
+    }

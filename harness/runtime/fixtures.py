@@ -1,0 +1,116 @@
+"""The built-in fixture model's weights and data, and the numeric checks.
+
+A fixture model is defined by a small JSON spec under ``models/`` (passed in
+the plan): a two-layer MLP with an L2-regularized hidden layer and dropout in
+its train graph / ``training=True`` path.  Weights come from numpy with a fixed
+seed, so every producer builds the same model in its own format.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from .cases import GOLDEN, MANIFEST, MODEL_SUBDIR
+from .records import CheckFailed
+
+
+class MlpSpec(object):
+    def __init__(self, spec):
+        self.name = spec["name"]
+        self.input_dim = int(spec["input_dim"])
+        self.hidden = int(spec["hidden"])
+        self.output_dim = int(spec["output_dim"])
+        self.seed = int(spec["seed"])
+        self.l2 = float(spec["l2"])
+        self.dropout = float(spec["dropout"])
+        self.golden_batch = int(spec.get("golden_batch", 5))
+        self.train_batch = int(spec.get("train_batch", 32))
+        self.train_steps = int(spec.get("train_steps", 30))
+        self.learning_rate = float(spec.get("learning_rate", 0.05))
+
+    def weights(self):
+        rng = np.random.RandomState(self.seed)
+        return {
+            "w1": (rng.randn(self.input_dim, self.hidden) * 0.5).astype(np.float32),
+            "b1": (rng.randn(self.hidden) * 0.1).astype(np.float32),
+            "w2": (rng.randn(self.hidden, self.output_dim) * 0.5).astype(np.float32),
+            "b2": (rng.randn(self.output_dim) * 0.1).astype(np.float32),
+        }
+
+    def golden_inputs(self):
+        rng = np.random.RandomState(self.seed + 1)
+        return rng.randn(self.golden_batch, self.input_dim).astype(np.float32)
+
+    def train_data(self):
+        rng = np.random.RandomState(self.seed + 2)
+        x = rng.randn(self.train_batch, self.input_dim).astype(np.float32)
+        t = rng.randn(self.train_batch, self.output_dim).astype(np.float32)
+        return x, t
+
+    def l2_loss(self, w1):
+        return self.l2 * float(np.sum(np.square(w1)))
+
+
+def write_model_files(directory, manifest, golden_x, golden_y):
+    """Write golden.npz and then manifest.json: a model without a manifest is unfinished."""
+    np.savez(os.path.join(directory, GOLDEN), x=golden_x, y=golden_y)
+    tmp = os.path.join(directory, MANIFEST + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(manifest, fh, indent=2, sort_keys=True)
+    os.rename(tmp, os.path.join(directory, MANIFEST))
+
+
+def model_path(case):
+    return os.path.join(case.model_dir, MODEL_SUBDIR)
+
+
+def load_golden(case):
+    with np.load(os.path.join(case.model_dir, GOLDEN)) as data:
+        return data["x"], data["y"]
+
+
+def load_manifest(case):
+    with open(os.path.join(case.model_dir, MANIFEST)) as fh:
+        return json.load(fh)
+
+
+def compare(actual, expected, atol, rtol, what):
+    """Return (max_abs_err, max_rel_err); raise CheckFailed when outside tolerance."""
+    __tracebackhide__ = True
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        raise CheckFailed("%s: output shape %s != golden shape %s"
+                          % (what, actual.shape, expected.shape))
+    diff = np.abs(actual - expected)
+    max_abs = float(diff.max()) if diff.size else 0.0
+    max_rel = float((diff / np.maximum(np.abs(expected), 1e-12)).max()) if diff.size else 0.0
+    if not np.allclose(actual, expected, atol=atol, rtol=rtol):
+        raise CheckFailed("max_abs_err=%.3g > atol=%.3g (rtol=%.3g) [%s]"
+                          % (max_abs, atol, rtol, what))
+    return max_abs, max_rel
+
+
+def check_training(before, after, losses, what):
+    """Fine-tuning really trained: every trainable variable changed and the loss went down.
+
+    ``losses`` is the per-step training loss; dropout makes single steps noisy,
+    so the mean of the first and last fifth are compared.
+    """
+    __tracebackhide__ = True
+    if not before:
+        raise CheckFailed("%s: no trainable variables" % what)
+    unchanged = [name for name in sorted(before)
+                 if np.array_equal(np.asarray(before[name]), np.asarray(after[name]))]
+    if unchanged:
+        raise CheckFailed("%s: trainable variables did not change: %s"
+                          % (what, ", ".join(unchanged)))
+    k = max(1, len(losses) // 5)
+    first, last = float(np.mean(losses[:k])), float(np.mean(losses[-k:]))
+    if not last < first:
+        raise CheckFailed("%s: loss did not decrease (first %.5g, last %.5g)"
+                          % (what, first, last))
+    return {"loss_first": first, "loss_last": last, "variables_changed": sorted(before),
+            "steps": len(losses)}

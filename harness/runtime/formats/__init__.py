@@ -1,0 +1,3 @@
+"""Built-in format adapters; each is a plugin registered through ``pytest11``."""
+
+BUILTIN = ("harness.runtime.formats.tf1_hub", "harness.runtime.formats.saved_model")

@@ -1,0 +1,176 @@
+"""The pytest plugin (``pytest11`` entry point ``tfhub_compat``).
+
+Inert unless ``--tfhub-plan PLAN.json`` is given.  With a plan (one env x mode
+x stage, written by the host), it generates one test per case, runs each case
+body, translates its end into exactly one outcome, and appends the record to
+this worker's JSONL file as soon as the case finishes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import time
+import traceback
+
+import pytest
+
+from . import hookspecs
+from .cases import find_variant, plan_cases
+from .records import (ENV_ERROR, ERROR, FAILED, PASSED, CheckFailed, RecordWriter,
+                      describe_exception, make_record)
+
+_PLAN_KEY = "tfhub_compat_plan"
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("tfhub-compat")
+    group.addoption("--tfhub-plan", default=None, metavar="PLAN.json",
+                    help="run the cases of this env x mode x stage plan (written by the host)")
+
+
+def pytest_addhooks(pluginmanager):
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_configure(config):
+    path = config.getoption("--tfhub-plan")
+    if not path:
+        return
+    with open(path) as fh:
+        plan = json.load(fh)
+    worker = getattr(config, "workerinput", {}).get("workerid", "main")
+    plan["_worker"] = worker
+    setattr(config, _PLAN_KEY, plan)
+
+
+def get_plan(config):
+    return getattr(config, _PLAN_KEY, None)
+
+
+def variants_of(config):
+    found = []
+    for contributed in config.hook.pytest_tfhub_compat_variants():
+        found.extend(contributed)
+    return found
+
+
+def pytest_generate_tests(metafunc):
+    if "tfhub_case" not in metafunc.fixturenames:
+        return
+    plan = get_plan(metafunc.config)
+    if plan is None:
+        raise pytest.UsageError("the tfhub-compat suite needs --tfhub-plan PLAN.json")
+    cases = plan_cases(plan, variants_of(metafunc.config))
+    metafunc.parametrize("tfhub_case", cases, ids=[c.case_id for c in cases])
+
+
+def pytest_collection_finish(session):
+    """Write the collected case ids once, so the host can tell crashed cases apart."""
+    plan = get_plan(session.config)
+    if plan is None or plan["_worker"] not in ("main", "gw0"):
+        return
+    ids = [item.callspec.params["tfhub_case"].case_id for item in session.items
+           if hasattr(item, "callspec") and "tfhub_case" in item.callspec.params]
+    if not os.path.isdir(plan["results_dir"]):
+        os.makedirs(plan["results_dir"])
+    path = os.path.join(plan["results_dir"], plan["prefix"] + ".collected.json")
+    tmp = path + "." + plan["_worker"]
+    with open(tmp, "w") as fh:
+        json.dump(ids, fh)
+    os.rename(tmp, path)
+
+
+@pytest.fixture(scope="session")
+def tfhub_runtime(request):
+    """Bootstrap TF in the plan's mode once per worker; an import failure is kept, not raised."""
+    from .modes import EnvImportError, bootstrap
+    plan = get_plan(request.config)
+    env = plan["env"]
+    try:
+        return bootstrap(plan["mode"], device=env.get("device", "cpu"),
+                         backend=env.get("backend", "venv"))
+    except EnvImportError as exc:
+        return exc
+
+
+@pytest.fixture
+def tfhub_run(request, tfhub_runtime):
+    plan = get_plan(request.config)
+    writer = RecordWriter(os.path.join(
+        plan["results_dir"], "%s.%s.jsonl" % (plan["prefix"], plan["_worker"])))
+    variants = variants_of(request.config)
+
+    def run(case):
+        record = run_case(case, plan, tfhub_runtime, variants)
+        writer.write(record)
+        if record["outcome"] != PASSED:
+            pytest.fail("%s: %s: %s" % (record["outcome"], record["error_type"],
+                                        record["message"]), pytrace=False)
+
+    return run
+
+
+def run_case(case, plan, runtime, variants):
+    """Run one case and return its record: the one place exceptions become outcomes."""
+    from .fixtures import MlpSpec
+    from .formats._common import Context
+    from .modes import EnvImportError
+
+    started = time.time()
+    repro = plan.get("repro", "").format(case_id=shlex.quote(case.case_id))
+    base = {"run_id": plan["run_id"], "repro": repro}
+    if isinstance(runtime, EnvImportError):
+        env = plan["env"]
+        return make_record(case, {"device": env.get("device"), "backend": env.get("backend")},
+                           outcome=ENV_ERROR, error_type="EnvImportError",
+                           message=str(runtime), duration_s=0.0, **base)
+    variant = find_variant(variants, case)
+    spec = MlpSpec(_model_spec(plan, case))
+    ctx = Context(case, runtime, spec, plan.get("tolerance", {}))
+    fields = {"outcome": PASSED}
+    try:
+        result = variant.run(ctx) or {}
+        if case.operation == "create":
+            _finish_model(case, runtime, variant, result, plan)
+        fields.update(max_abs_err=result.get("max_abs_err"),
+                      max_rel_err=result.get("max_rel_err"),
+                      details=result.get("details", {}))
+    except CheckFailed as exc:
+        fields.update(outcome=FAILED, error_type="CheckFailed", message=str(exc),
+                      traceback=traceback.format_exc())
+    except Exception as exc:  # the API under test raised: keep its real type and message
+        error_type, message, tb = describe_exception(exc)
+        fields.update(outcome=ERROR, error_type=error_type, message=message, traceback=tb)
+    fields["duration_s"] = round(time.time() - started, 3)
+    fields.update(base)
+    return make_record(case, runtime.info, **fields)
+
+
+def _model_spec(plan, case):
+    """The model's definition: from the plan when creating, from its manifest when consuming."""
+    if case.stage == "consume":
+        from .fixtures import load_manifest
+        return load_manifest(case)["spec"]
+    for model in plan["models"]:
+        if model["name"] == case.model:
+            return model["spec"]
+    raise KeyError("model %r is not in the plan" % (case.model,))
+
+
+def _finish_model(case, runtime, variant, result, plan):
+    from .fixtures import write_model_files
+    spec_dict = _model_spec(plan, case)
+    x, y = result["golden"]
+    manifest = {
+        "schema_version": 1,
+        "format": case.format,
+        "model": case.model,
+        "api": variant.api,
+        "spec": spec_dict,
+        "producer": dict(runtime.info, env_id=case.env_id, mode=case.mode,
+                         run_id=plan["run_id"]),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    manifest.update(result.get("manifest", {}))
+    write_model_files(case.model_dir, manifest, x, y)

@@ -1,0 +1,105 @@
+"""Result records: the closed set of outcomes and the append-only JSONL writer.
+
+In-environment code: standard library only, Python 3.7 syntax.  The host reads
+the same files (see ``harness.collect``), so this module is the one place that
+defines the record schema.
+"""
+from __future__ import annotations
+
+import json
+import os
+import traceback
+
+SCHEMA_VERSION = 1
+
+PASSED = "passed"
+FAILED = "failed"  # ran, wrong result (numbers, variables not trained, ...)
+ERROR = "error"  # the API under test raised: the evidence of "not supported"
+SKIPPED = "skipped"
+CRASHED = "crashed"  # the process died while running the case
+TIMEOUT = "timeout"
+ENV_ERROR = "env_error"  # the environment could not be provisioned or import TF
+
+OUTCOMES = (PASSED, FAILED, ERROR, SKIPPED, CRASHED, TIMEOUT, ENV_ERROR)
+INFRA_OUTCOMES = (CRASHED, TIMEOUT, ENV_ERROR)
+
+# Every record has at least these keys (None where not applicable).
+FIELDS = (
+    "schema_version", "run_id", "case_id", "stage", "env_id", "mode", "column",
+    "python", "tensorflow", "tensorflow_hub", "keras", "device", "backend",
+    "format", "operation", "api", "model", "producer_env", "producer_mode",
+    "outcome", "error_type", "message", "traceback", "duration_s",
+    "max_abs_err", "max_rel_err", "details", "repro",
+)
+
+TRACEBACK_LINES = 40
+
+
+class CheckFailed(AssertionError):
+    """Raised by case bodies when the API ran but the result is wrong."""
+
+
+def make_record(case, env_info, **fields):
+    """Return a complete record for ``case`` (a ``Case``) run with ``env_info``."""
+    rec = dict.fromkeys(FIELDS)
+    rec.update(
+        schema_version=SCHEMA_VERSION,
+        case_id=case.case_id,
+        stage=case.stage,
+        env_id=case.env_id,
+        mode=case.mode,
+        column=case.column,
+        format=case.format,
+        operation=case.operation,
+        api=case.api,
+        model=case.model,
+        producer_env=case.producer_env,
+        producer_mode=case.producer_mode,
+        details={},
+    )
+    rec.update(env_info)
+    rec.update(fields)
+    return rec
+
+
+def describe_exception(exc):
+    """(error_type, message, traceback excerpt) of a raised exception."""
+    etype = type(exc)
+    name = etype.__name__
+    module = getattr(etype, "__module__", "")
+    if module and module not in ("builtins", "exceptions"):
+        name = module + "." + name
+    lines = traceback.format_exception(etype, exc, exc.__traceback__)
+    text = "".join(lines).splitlines()
+    if len(text) > TRACEBACK_LINES:
+        text = text[:10] + ["..."] + text[-(TRACEBACK_LINES - 11):]
+    message = str(exc).strip() or repr(exc)
+    return name, message, "\n".join(text)
+
+
+class RecordWriter(object):
+    """Appends one JSON line per finished case and flushes it to disk at once.
+
+    One file per process (per xdist worker) so lines never interleave; a run
+    killed half-way keeps every record written before it died.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        parent = os.path.dirname(path)
+        if parent and not os.path.isdir(parent):
+            os.makedirs(parent)
+
+    def write(self, record):
+        line = json.dumps(record, sort_keys=True, default=_jsonable)
+        with open(self.path, "a") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _jsonable(value):
+    try:  # numpy scalars and arrays
+        return value.tolist()
+    except AttributeError:
+        return str(value)
