@@ -13,6 +13,11 @@ VERDICT_TEXT = {"as_documented": "as documented", "regression": "**regression**"
                 "undocumented": "undocumented", "unknown": "unknown"}
 
 
+def _format_rank(fmt: str) -> tuple[int, str]:
+    order = list(FORMAT_TITLES)
+    return (order.index(fmt) if fmt in order else len(order), fmt)
+
+
 def _esc(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
 
@@ -43,10 +48,7 @@ def _documents_table(cells: list[dict[str, Any]]) -> list[str]:
     by_format: dict[str, list[dict[str, Any]]] = {}
     for cell in cells:
         by_format.setdefault(cell["format"], []).append(cell)
-    order = list(FORMAT_TITLES)
-    for fmt, fcells in sorted(by_format.items(),
-                              key=lambda kv: (order.index(kv[0]) if kv[0] in order
-                                              else len(order), kv[0])):
+    for fmt, fcells in sorted(by_format.items(), key=lambda kv: _format_rank(kv[0])):
         titles = sorted({(c["column"], c["column_title"]) for c in fcells})
         lines += [f"### {FORMAT_TITLES.get(fmt, fmt)} (`{fmt}`)", "",
                   "| Operation | " + " | ".join(t for _, t in titles) + " |",
@@ -85,7 +87,7 @@ def _env_table(summary: dict[str, Any]) -> list[str]:
     if not cells:
         return []
     keys = sorted({(c["format"], c["operation"]) for c in cells},
-                  key=lambda k: (k[0], list(OPERATION_TITLES).index(k[1])))
+                  key=lambda k: (_format_rank(k[0]), list(OPERATION_TITLES).index(k[1])))
     rows = sorted({(c["env_id"], c["mode"]) for c in cells})
     index = {(c["env_id"], c["mode"], c["format"], c["operation"]): c for c in cells}
     lines = ["## Per environment (consumer env/mode × format · operation)", "",

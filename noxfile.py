@@ -1,0 +1,51 @@
+"""nox sessions: matrix (the main job), tests, lint, bench.
+
+Sessions run on the machine's Python 3.11 (found through pyenv, never
+downloaded) in uv-made virtual environments.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import nox
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness.interpreters import find_interpreter  # noqa: E402  (no dependencies)
+
+nox.options.default_venv_backend = "uv"
+nox.options.download_python = "never"
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["tests"]
+
+HOST_PYTHON = find_interpreter("3.11") or "3.11"
+UV_ENV = {"UV_PYTHON_DOWNLOADS": "never"}
+
+
+@nox.session(python=HOST_PYTHON)
+def matrix(session: nox.Session) -> None:
+    """Run the compatibility matrix: nox -s matrix [-- --env ID --mode MODE --case ID ...]."""
+    session.install("-e", ".", env=UV_ENV)
+    session.run("harness", "run", *session.posargs, env=UV_ENV)
+
+
+@nox.session(python=HOST_PYTHON)
+def tests(session: nox.Session) -> None:
+    """Unit tests and integration tests on real TF environments (provisioned when missing)."""
+    session.install("-e", ".[test]", env=UV_ENV)
+    session.run("pytest", *(session.posargs or ["tests"]), env=UV_ENV)
+
+
+@nox.session(python=HOST_PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff on everything, mypy on the host code."""
+    session.install("-e", ".[lint]", env=UV_ENV)
+    session.run("ruff", "check", "harness", "tests", "noxfile.py")
+    session.run("mypy", "harness")
+
+
+@nox.session(python=HOST_PYTHON)
+def bench(session: nox.Session) -> None:
+    """Measure speed ratios in one run (provisioning reuse, xdist workers)."""
+    session.install("-e", ".", env=UV_ENV)
+    session.run("python", "-m", "harness.bench", *session.posargs, env=UV_ENV)

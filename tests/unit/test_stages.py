@@ -1,0 +1,78 @@
+"""Stage runner logic with a fake backend: every planned case ends with one record.
+
+The fake "interpreter" is a script standing in for a TF environment's python:
+it records some cases and then dies or hangs, as a real worker can.
+"""
+import dataclasses
+import os
+import stat
+import sys
+
+import pytest
+
+from harness import config
+from harness.backends import ProvisionError, Provisioned
+from harness.expand import expand
+from harness.stages import RunPaths, read_records, run_stage
+
+FAKE = """#!{python}
+import json, sys, time
+from harness import registry
+from harness.runtime.cases import plan_cases
+from harness.runtime.records import RecordWriter, make_record
+plan = json.load(open([a for a in sys.argv if a.startswith("--tfhub-plan=")][0].split("=", 1)[1]))
+cases = plan_cases(plan, registry.variants())
+json.dump([c.case_id for c in cases],
+          open(plan["results_dir"] + "/" + plan["prefix"] + ".collected.json", "w"))
+RecordWriter(plan["results_dir"] + "/" + plan["prefix"] + ".gw0.jsonl").write(
+    make_record(cases[0], {{}}, outcome="passed", run_id=plan["run_id"]))
+print("worker 'gw1' crashed while running " + cases[1].case_id, flush=True)
+{ending}
+"""
+
+
+def fake_env(tmp_path, ending):
+    script = tmp_path / "python"
+    script.write_text(FAKE.format(python=sys.executable, ending=ending))
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return Provisioned("tf115", str(script), str(tmp_path), False, 0.0, {"python": "3.7.16"})
+
+
+@pytest.fixture
+def setup(default_matrix_path, tmp_path):
+    matrix = config.load(default_matrix_path)
+    matrix = dataclasses.replace(matrix, settings=dataclasses.replace(
+        matrix.settings, stage_timeout_s=3))
+    run = expand(matrix, ("tf115",))[0]
+    return matrix, run, RunPaths(str(tmp_path / "run"))
+
+
+def test_dead_worker_becomes_crashed_records(setup, tmp_path):
+    matrix, run, paths = setup
+    result = run_stage(matrix, run, "create", fake_env(tmp_path, "sys.exit(1)"), paths, "r1")
+    records = {r["case_id"]: r for r in read_records(paths.records)}
+    assert result.counts == {"passed": 1, "crashed": 1}
+    crashed = records["tf115/tf1/tf1_hub/create/hub.create_module_spec/mlp"]
+    assert crashed["outcome"] == "crashed" and crashed["error_type"] == "ProcessCrashed"
+    assert "pytest exited with 1" in crashed["message"]
+    assert "worker 'gw1' crashed" in crashed["message"]  # the log tail travels with it
+    assert crashed["repro"] == ("nox -s matrix -- --case "
+                                "tf115/tf1/tf1_hub/create/hub.create_module_spec/mlp")
+
+
+def test_hung_stage_becomes_timeout_records_and_keeps_measured(setup, tmp_path):
+    matrix, run, paths = setup
+    result = run_stage(matrix, run, "create", fake_env(tmp_path, "time.sleep(60)"), paths, "r1")
+    assert result.counts == {"passed": 1, "timeout": 1}
+    assert result.seconds < 30
+
+
+def test_unprovisioned_env_becomes_env_error_records(setup):
+    matrix, run, paths = setup
+    result = run_stage(matrix, run, "create", ProvisionError("uv pip install failed: nope"),
+                       paths, "r1")
+    records = read_records(paths.records)
+    assert result.counts == {"env_error": 2}
+    assert {r["error_type"] for r in records} == {"ProvisionError"}
+    assert all("uv pip install failed: nope" in r["message"] for r in records)
+    assert os.path.exists(os.path.join(paths.root, "plans", "create.tf115.tf1.json"))
