@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import config, registry
-from .backends import REPORTED_PACKAGES, ProvisionError, Provisioned, get_backend
+from .backends import REPORTED_PACKAGES, Provisioned, ProvisionError, get_backend
 from .config import Matrix
 from .errors import UserError
 from .expand import EnvRun, expand, parse_case_id

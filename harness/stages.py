@@ -18,14 +18,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from . import registry
-from .backends import ProvisionError, Provisioned
+from .backends import Provisioned, ProvisionError
 from .config import Matrix
 from .expand import EnvRun, stage_plan
 from .runtime.cases import Case, plan_cases
 from .runtime.records import CRASHED, ENV_ERROR, TIMEOUT, RecordWriter, make_record
 
 SUITE = "from harness.runtime.suite import test_case  # noqa: F401\n"
-PYTEST_INI = "[pytest]\naddopts = -p no:cacheprovider\nfilterwarnings = ignore::DeprecationWarning\n"
+PYTEST_INI = ("[pytest]\naddopts = -p no:cacheprovider\n"
+              "filterwarnings = ignore::DeprecationWarning\n")
 LOG_TAIL = 15
 
 
@@ -105,7 +106,8 @@ def _pytest(matrix: Matrix, run: EnvRun, prov: Provisioned, plan_path: str, path
     workers = matrix.settings.workers
     # -c/--rootdir: never pick up a project's pytest configuration above the work dir
     argv = prov.argv("-m", "pytest", "test_tfhub_compat.py", f"--tfhub-plan={plan_path}",
-                     "-c", os.path.join(work, "pytest.ini"), f"--rootdir={work}", "-q", "--color=no", "-rfE", *(("-n", str(workers)) if workers else ()))
+                     "-c", os.path.join(work, "pytest.ini"), f"--rootdir={work}", "-q",
+                     "--color=no", "-rfE", *(("-n", str(workers)) if workers else ()))
     env = {k: v for k, v in os.environ.items()
            if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "TF_USE_LEGACY_KERAS")}
     env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONDONTWRITEBYTECODE="1",

@@ -1,8 +1,8 @@
-pytest_plugins = ["pytester"]
-
 import os
 
 import pytest
+
+pytest_plugins = ["pytester"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESOURCES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resources")

@@ -20,7 +20,7 @@ from packaging.version import InvalidVersion, Version
 from ..config import Env
 from ..expand import install_key
 from ..interpreters import find_interpreter
-from . import ProvisionError, Provisioned
+from . import Provisioned, ProvisionError
 
 MARKER = ".tfhub-compat.json"
 RUNTIME_PACKAGES = ("pytest", "pytest-xdist")
@@ -65,7 +65,7 @@ def requirements_for(env: Env) -> list[str]:
 
 def verify(packages: list[str], versions: dict[str, str]) -> None:
     """Every requirement asked for is satisfied by what is installed, or ProvisionError."""
-    installed = {canonicalize_name(k): v for k, v in versions.items()}
+    installed: dict[str, str] = {canonicalize_name(k): v for k, v in versions.items()}
     problems = []
     for text in packages:
         req = Requirement(text)

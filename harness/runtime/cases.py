@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Tuple
+from typing import Callable, Tuple
 
 MODES = ("tf1", "compat", "tf2")
 OPERATIONS = ("create", "load", "fine_tune")
@@ -126,7 +126,7 @@ def plan_cases(plan, variants):
 
 
 def find_variant(variants, case):
-    # type: (list, Case) -> Optional[Variant]
+    """The variant that runs ``case`` (None if no plugin provides it any more)."""
     for v in variants:
         if (v.format, v.operation, v.api) == (case.format, case.operation, case.api):
             return v

@@ -17,8 +17,16 @@ import pytest
 
 from . import hookspecs
 from .cases import find_variant, plan_cases
-from .records import (ENV_ERROR, ERROR, FAILED, PASSED, CheckFailed, RecordWriter,
-                      describe_exception, make_record)
+from .records import (
+    ENV_ERROR,
+    ERROR,
+    FAILED,
+    PASSED,
+    CheckFailed,
+    RecordWriter,
+    describe_exception,
+    make_record,
+)
 
 _PLAN_KEY = "tfhub_compat_plan"
 

@@ -2,7 +2,7 @@
 import json
 
 from harness.runtime.cases import Case
-from harness.runtime.records import (FIELDS, RecordWriter, describe_exception, make_record)
+from harness.runtime.records import FIELDS, RecordWriter, describe_exception, make_record
 
 CASE = Case("consume", "tf221-tfkeras", "tf2", "tf1_hub", "load", "hub.load-signatures",
             "mlp", "tf115", "tf1")

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from harness import config
-from harness.backends import ProvisionError, Provisioned
+from harness.backends import Provisioned, ProvisionError
 from harness.expand import expand
 from harness.stages import RunPaths, read_records, run_stage
 

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from ..cases import Variant
 from ..fixtures import load_golden, model_path
-from ._common import (evaluate, fresh_graph, initialize, keras_fit, prepare_dir, session,
-                      variable_values)
+from ._common import (
+    evaluate,
+    fresh_graph,
+    initialize,
+    keras_fit,
+    prepare_dir,
+    session,
+    variable_values,
+)
 
 FORMAT = "saved_model"
 
@@ -63,7 +70,8 @@ def saved_model_save(ctx):
     x = spec.golden_inputs()
     with fresh_graph(ctx):
         obj = _reusable_object(ctx)
-        y = obj.__call__(tf.constant(x))  # the instance attribute: only the loaded object is callable
+        # the instance attribute: only the loaded object is callable itself
+        y = obj.__call__(tf.constant(x))
         if ctx.rt.graph_mode:
             # Checkpoint makes its save_counter lazily, inside save(), where no initializer
             # runs; in a graph it must exist before the variables are initialized.

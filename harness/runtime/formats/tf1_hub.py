@@ -7,8 +7,15 @@ from __future__ import annotations
 
 from ..cases import Variant
 from ..fixtures import load_golden, model_path
-from ._common import (evaluate, fresh_graph, initialize, keras_fit, prepare_dir, session,
-                      variable_values)
+from ._common import (
+    evaluate,
+    fresh_graph,
+    initialize,
+    keras_fit,
+    prepare_dir,
+    session,
+    variable_values,
+)
 
 FORMAT = "tf1_hub"
 SIGNATURE = "default"
