@@ -1,7 +1,9 @@
 """``nox -s bench``: speed ratios measured in one run, on real environments.
 
 1. provisioning: a fresh install (uv, its cache warm) vs reusing the install;
-2. one consume stage (every model of two producers): pytest-xdist ``-n 2`` vs ``-n 0``.
+2. one consume stage (every model of two producers): pytest-xdist ``-n 2`` vs ``-n 0``;
+3. the consume stage of two env x mode: one after another with ``-n 2`` each vs both at
+   once with ``-n 1`` each (the default: ``settings.parallel: 2, workers: 1``).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import time
 from . import config
 from .backends.venv import VenvBackend
 from .expand import expand
+from .pipeline import Run, Selection, stage
 from .stages import RunPaths, run_stage
 from .wheel import build_wheel
 
@@ -59,6 +62,20 @@ def main(argv: list[str] | None = None) -> int:
                   f"({sum(res.counts.values())} cases: {dict(res.counts)})")
         print(f"xdist -n 2 vs -n 0 on {os.cpu_count()} cores: "
               f"{timings[0] / timings[2]:.2f}x faster")
+
+        pair = [consumer, expand(matrix, (producer.id,))[0]]
+        sched = {}
+        for parallel, workers in ((1, 2), (2, 1)):
+            m = dataclasses.replace(matrix, settings=dataclasses.replace(
+                matrix.settings, workers=workers, parallel=parallel))
+            shutil.rmtree(paths.records, ignore_errors=True)
+            run = Run(m, Selection(pair, pair), "bench", paths, provisioned=provs)
+            t0 = time.monotonic()
+            stage(run, "consume", pair, None)
+            sched[parallel] = time.monotonic() - t0
+            print(f"consume {' + '.join(r.key for r in pair)}, parallel {parallel} x -n "
+                  f"{workers}: {sched[parallel]:.1f}s")
+        print(f"parallel 2 x -n 1 vs parallel 1 x -n 2: {sched[1] / sched[2]:.2f}x faster")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

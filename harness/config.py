@@ -64,6 +64,7 @@ class Settings:
     envs_dir: str
     reports_dir: str
     workers: int
+    parallel: int
     stage_timeout_s: int
     atol: float
     rtol: float
@@ -188,11 +189,14 @@ def validate(raw: Any, path: str, check_interpreters: bool = True) -> Matrix:
 
 
 def _settings(c: _Checker, raw: Any, base: str) -> Settings:
-    s = c.mapping(raw, "settings", (), ("envs_dir", "reports_dir", "workers",
+    s = c.mapping(raw, "settings", (), ("envs_dir", "reports_dir", "workers", "parallel",
                                          "stage_timeout_s", "tolerance"))
     workers = c.typed(s.get("workers", 2), "settings.workers", int)
     if workers < 0:
         raise c.fail("settings.workers", "must be >= 0 (0 runs cases in the pytest process)")
+    parallel = c.typed(s.get("parallel", 1), "settings.parallel", int)
+    if parallel < 1:
+        raise c.fail("settings.parallel", "must be >= 1 (env x mode processes at once)")
     timeout = c.typed(s.get("stage_timeout_s", 1800), "settings.stage_timeout_s", int)
     if timeout <= 0:
         raise c.fail("settings.stage_timeout_s", "must be > 0 seconds")
@@ -208,7 +212,7 @@ def _settings(c: _Checker, raw: Any, base: str) -> Settings:
         return value if os.path.isabs(value) else os.path.join(base, value)
 
     return Settings(path_of("envs_dir", ".envs"), path_of("reports_dir", "reports"),
-                    workers, timeout, atol, rtol)
+                    workers, parallel, timeout, atol, rtol)
 
 
 def _envs(c: _Checker, raw: Any, check_interpreters: bool) -> tuple[Env, ...]:

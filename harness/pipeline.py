@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,13 +127,17 @@ def provision(run: Run) -> None:
 
 
 def stage(run: Run, name: str, runs: list[EnvRun], select_ids: list[str] | None) -> None:
-    """CREATE or CONSUME: one pytest process per env x mode, one after another."""
-    for env_run in runs:
+    """CREATE or CONSUME: one pytest process per env x mode, ``settings.parallel`` at once."""
+
+    def one(env_run: EnvRun) -> StageResult:
         result = run_stage(run.matrix, env_run, name, run.provisioned[env_run.env.id],
                            run.paths, run.run_id, select_ids)
-        run.stages.append(result)
         counts = ", ".join(f"{v} {k}" for k, v in sorted(result.counts.items())) or "no cases"
         log(f"[{name}] {env_run.key}: {counts} ({result.seconds:.1f}s)")
+        return result
+
+    with ThreadPoolExecutor(max_workers=run.matrix.settings.parallel) as pool:
+        run.stages.extend(pool.map(one, runs))
 
 
 def collect(run: Run) -> list[dict]:

@@ -145,3 +145,8 @@ def test_cli_one_line_exit_2(raw, tmp_path, command):
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "envs[0].modes[0]: unknown mode 'tf3'" in proc.stderr
+
+
+def test_parallel_must_be_positive(raw, tmp_path):
+    raw["settings"]["parallel"] = 0
+    assert "settings.parallel: must be >= 1" in error_of(raw, tmp_path)
