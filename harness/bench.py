@@ -15,6 +15,7 @@ import tempfile
 import time
 
 from . import config
+from .backends import Provisioned, ProvisionError
 from .backends.venv import VenvBackend
 from .expand import expand
 from .pipeline import Run, Selection, stage
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
               f"-> reuse is {fresh_s / reuse_s:.0f}x faster")
 
         producer = matrix.env(args.producer)
-        provs = {env.id: reused, producer.id: quiet.provision(producer)}
+        provs: dict[str, Provisioned | ProvisionError] = {
+            env.id: reused, producer.id: quiet.provision(producer)}
         paths = RunPaths(os.path.join(tmp, "run"))
         for r in (expand(matrix, (producer.id,))[0], expand(matrix, (env.id,), ("tf2",))[0]):
             run_stage(matrix, r, "create", provs[r.env.id], paths, "bench")
