@@ -25,7 +25,7 @@ from .errors import UserError
 from .expand import EnvRun, expand, parse_case_id
 from .report import write_reports
 from .runtime.records import INFRA_OUTCOMES
-from .stages import RunPaths, StageResult, read_records, run_stage
+from .stages import RunPaths, StageResult, interrupt_all, read_records, run_stage
 from .wheel import PROJECT_ROOT, build_wheel
 
 
@@ -68,10 +68,15 @@ def execute(options: Options) -> int:
     selection = select(matrix, options)
     run = start(matrix, selection, options)
     provision(run)
-    stage(run, "create", run.selection.create, run.selection.create_ids)
-    stage(run, "consume", run.selection.consume, run.selection.consume_ids)
-    records = collect(run)
-    return report(run, records)
+    try:
+        stage(run, "create", run.selection.create, run.selection.create_ids)
+        stage(run, "consume", run.selection.consume, run.selection.consume_ids)
+    except KeyboardInterrupt:
+        interrupt_all()
+        log("interrupted: writing the report of what was measured so far")
+        report(run, collect(run))
+        return 130
+    return report(run, collect(run))
 
 
 def load(options: Options) -> Matrix:
@@ -136,8 +141,14 @@ def stage(run: Run, name: str, runs: list[EnvRun], select_ids: list[str] | None)
         log(f"[{name}] {env_run.key}: {counts} ({result.seconds:.1f}s)")
         return result
 
-    with ThreadPoolExecutor(max_workers=run.matrix.settings.parallel) as pool:
+    pool = ThreadPoolExecutor(max_workers=run.matrix.settings.parallel)
+    try:
         run.stages.extend(pool.map(one, runs))
+    except KeyboardInterrupt:
+        interrupt_all()  # the stage threads see their processes die and record what is missing
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def collect(run: Run) -> list[dict]:

@@ -13,6 +13,7 @@ import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,6 +29,24 @@ SUITE = "from harness.runtime.suite import test_case  # noqa: F401\n"
 PYTEST_INI = ("[pytest]\naddopts = -p no:cacheprovider\n"
               "filterwarnings = ignore::DeprecationWarning\n")
 LOG_TAIL = 15
+_running: set[subprocess.Popen] = set()
+_lock = threading.Lock()
+INTERRUPTED = threading.Event()
+
+
+def interrupt_all() -> None:
+    """Ctrl-C: kill every running stage process group (they run in their own sessions)."""
+    INTERRUPTED.set()
+    with _lock:
+        for proc in list(_running):
+            _kill(proc)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # already gone
+        pass
 
 
 @dataclass
@@ -87,7 +106,8 @@ def run_stage(matrix: Matrix, run: EnvRun, stage: str, prov: Provisioned | Provi
         tail = _tail(log_path)
         outcome, etype = (TIMEOUT, "StageTimeout") if timed_out else (CRASHED, "ProcessCrashed")
         why = (f"stage timed out after {matrix.settings.stage_timeout_s}s" if timed_out else
-               f"pytest exited with {returncode} without recording this case")
+               "the run was interrupted (Ctrl-C) before this case ran" if INTERRUPTED.is_set()
+               else f"pytest exited with {returncode} without recording this case")
         for cid in missing:
             case = planned.get(cid) or _case_from_id(cid, stage)
             host.write(_synthetic(case, plan, outcome, etype, f"{why}; log {log_path}: {tail}",
@@ -118,18 +138,25 @@ def _pytest(matrix: Matrix, run: EnvRun, prov: Provisioned, plan_path: str, path
     with open(log_path, "w") as log:
         log.write("$ " + " ".join(shlex.quote(a) for a in argv) + "\n")
         log.flush()
+        if INTERRUPTED.is_set():
+            return None, False
         proc = subprocess.Popen(argv, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
+        with _lock:
+            _running.add(proc)
         try:
             return proc.wait(timeout=matrix.settings.stage_timeout_s), False
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _kill(proc)
             proc.wait()
             return None, True
-        except BaseException:  # Ctrl-C: stop the whole process group, keep what was recorded
-            os.killpg(proc.pid, signal.SIGKILL)
+        except BaseException:  # Ctrl-C in this thread: stop the group, keep what was recorded
+            _kill(proc)
             proc.wait()
             raise
+        finally:
+            with _lock:
+                _running.discard(proc)
 
 
 def read_records(records_dir: str, prefix: str = "") -> list[dict]:

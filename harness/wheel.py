@@ -34,8 +34,11 @@ def build_wheel(cache_dir: str, root: str = PROJECT_ROOT) -> tuple[str, str]:
     out = os.path.join(cache_dir, wid)
     found = glob.glob(os.path.join(out, "*.whl"))
     if not found:
-        proc = subprocess.run(["uv", "build", "--quiet", "--wheel", "--out-dir", out, root],
-                              capture_output=True, text=True)
+        try:
+            proc = subprocess.run(["uv", "build", "--quiet", "--wheel", "--out-dir", out, root],
+                                  capture_output=True, text=True)
+        except FileNotFoundError:
+            raise UserError("uv is not installed; install it (pip install uv) and run again")
         found = glob.glob(os.path.join(out, "*.whl"))
         if proc.returncode != 0 or not found:
             raise RuntimeError(f"building the harness wheel failed:\n{proc.stderr}")

@@ -68,3 +68,23 @@ def test_summary_and_markdown_golden(default_matrix_path, tmp_path):
     latest = tmp_path / "reports" / "latest"
     assert sorted(os.listdir(latest)) == ["RUN", "compat.md", "results.jsonl", "summary.json"]
     assert (latest / "RUN").read_text().strip() == "r1"
+
+
+def test_harness_report_rebuilds_from_records(default_matrix_path, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    run_dir = tmp_path / "reports" / "r9"
+    (run_dir / "records").mkdir(parents=True)
+    shutil.copy(os.path.join(RESOURCES, "records.jsonl"), run_dir / "records" / "a.gw0.jsonl")
+    proc = subprocess.run([sys.executable, "-m", "harness", "report", "--matrix",
+                           default_matrix_path, str(run_dir)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "# TF Hub compatibility — run r9" in proc.stdout
+    with open(run_dir / "summary.json") as fh:
+        assert json.load(fh)["totals"]["cases"] == len(_records())
+    missing = subprocess.run([sys.executable, "-m", "harness", "report", "--matrix",
+                              default_matrix_path, str(tmp_path / "nope")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "no records/ directory" in missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -1,0 +1,49 @@
+"""Ctrl-C during a real run: stage processes are stopped, nothing measured is lost,
+and the report of what was measured is still written (exit 130)."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_interrupt_keeps_records_and_writes_report(tmp_path):
+    with open(os.path.join(ROOT, "matrix.yaml")) as fh:
+        raw = yaml.safe_load(fh)
+    raw["settings"].update(envs_dir=os.path.join(ROOT, ".envs"),
+                           reports_dir=str(tmp_path / "reports"))
+    raw["models"][0]["definition"] = os.path.join(ROOT, "models", "mlp.json")
+    raw["envs"] = [e for e in raw["envs"] if e["id"] == "tf115"]
+    (tmp_path / "matrix.yaml").write_text(yaml.safe_dump(raw))
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--matrix",
+                             str(tmp_path / "matrix.yaml"), "--run-id", "int"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run_dir = tmp_path / "reports" / "int"
+    deadline = time.monotonic() + 600
+    # wait until the consume stage is running, then press Ctrl-C
+    while not glob.glob(str(run_dir / "logs" / "consume.*.log")):
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "interrupted: writing the report" in out
+    with open(run_dir / "results.jsonl") as fh:
+        records = {r["case_id"]: r for r in map(json.loads, fh)}
+    creates = [r for r in records.values() if r["operation"] == "create"]
+    assert len(creates) == 2 and {r["outcome"] for r in creates} == {"passed"}
+    interrupted = [r for r in records.values() if r["outcome"] == "crashed"]
+    assert all("interrupted (Ctrl-C)" in r["message"] for r in interrupted)
+    assert (run_dir / "summary.json").exists() and (run_dir / "compat.md").exists()
+    leftovers = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""  # no stage process outlives the run
