@@ -91,3 +91,13 @@ def test_every_cell_of_the_table_has_variants_and_an_expectation(matrix):
                 assert any(v.format == fmt and v.operation == op and set(modes) & set(v.modes)
                            for v in registry.variants()), (fmt, op, column)
                 assert matrix.expectation(fmt, op, column) is not None
+
+
+def test_cli_unknown_env_is_one_line_exit_2(default_matrix_path):
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--matrix",
+                           default_matrix_path, "--env", "tf999"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+    assert "--env 'tf999' is not in the matrix (known: tf115, tf215-hub015" in proc.stderr
