@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from .config import Env, Matrix
 from .errors import UserError
-from .runtime.cases import STAGES
+from .runtime import cases
+from .runtime.cases import STAGES, Case
 
 
 @dataclass(frozen=True)
@@ -69,24 +70,11 @@ def stage_plan(matrix: Matrix, run: EnvRun, stage: str, run_id: str, store: str,
     }
 
 
-@dataclass(frozen=True)
-class CaseRef:
-    """The parts of a case id that ``--case`` needs to plan a re-run."""
-
-    env_id: str
-    mode: str
-    format: str
-    model: str
-    producer: tuple[str, str] | None  # (env, mode); None for a create case
-
-
-def parse_case_id(case_id: str) -> CaseRef:
-    head, _, producer = case_id.partition("@")
-    parts = head.split("/")
-    if len(parts) != 6 or (parts[3] != "create") == (not producer) or \
-            (producer and producer.count("/") != 1):
+def parse_case_id(case_id: str) -> Case:
+    """The case ``--case`` names, or a one-line UserError."""
+    try:
+        return cases.parse_case_id(case_id)
+    except ValueError:
         raise UserError(f"--case {case_id!r}: not a case id; copy one from "
                         "reports/latest/results.jsonl (env/mode/format/operation/api/model"
                         "[@producer_env/producer_mode])")
-    p_env, _, p_mode = producer.partition("/")
-    return CaseRef(parts[0], parts[1], parts[2], parts[5], (p_env, p_mode) if producer else None)

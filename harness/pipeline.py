@@ -24,6 +24,7 @@ from .config import Matrix
 from .errors import UserError
 from .expand import EnvRun, expand, parse_case_id
 from .report import write_reports
+from .runtime.cases import case_id
 from .runtime.records import INFRA_OUTCOMES
 from .stages import RunPaths, StageResult, interrupt_all, read_records, run_stage
 from .wheel import PROJECT_ROOT, build_wheel
@@ -89,15 +90,16 @@ def select(matrix: Matrix, options: Options) -> Selection:
     if not options.case:
         runs = expand(matrix, options.envs, options.modes)
         return Selection(runs, runs)
-    ref = parse_case_id(options.case)
-    consumer = expand(matrix, (ref.env_id,), (ref.mode,))
-    if ref.producer is None:  # a create case
+    case = parse_case_id(options.case)
+    consumer = expand(matrix, (case.env_id,), (case.mode,))
+    if case.operation == "create":
         return Selection(consumer, [], [options.case], [])
-    p_env, p_mode = ref.producer
-    create_ids = [f"{p_env}/{p_mode}/{ref.format}/create/{v.api}/{ref.model}"
+    create_ids = [case_id(case.producer_env, case.producer_mode, case.format, "create", v.api,
+                          case.model, case.producer_env, case.producer_mode)
                   for v in registry.variants()
-                  if v.format == ref.format and v.operation == "create"]
-    return Selection(expand(matrix, (p_env,), (p_mode,)), consumer, create_ids, [options.case])
+                  if v.format == case.format and v.operation == "create"]
+    producer = expand(matrix, (case.producer_env,), (case.producer_mode,))
+    return Selection(producer, consumer, create_ids, [options.case])
 
 
 def start(matrix: Matrix, selection: Selection, options: Options) -> Run:

@@ -22,7 +22,7 @@ from . import registry
 from .backends import Provisioned, ProvisionError
 from .config import Matrix
 from .expand import EnvRun, stage_plan
-from .runtime.cases import Case, plan_cases
+from .runtime.cases import Case, parse_case_id, plan_cases
 from .runtime.records import CRASHED, ENV_ERROR, TIMEOUT, RecordWriter, make_record
 
 SUITE = "from harness.runtime.suite import test_case  # noqa: F401\n"
@@ -109,7 +109,7 @@ def run_stage(matrix: Matrix, run: EnvRun, stage: str, prov: Provisioned | Provi
                "the run was interrupted (Ctrl-C) before this case ran" if INTERRUPTED.is_set()
                else f"pytest exited with {returncode} without recording this case")
         for cid in missing:
-            case = planned.get(cid) or _case_from_id(cid, stage)
+            case = planned.get(cid) or parse_case_id(cid)
             host.write(_synthetic(case, plan, outcome, etype, f"{why}; log {log_path}: {tail}",
                                   prov.versions))
     counts = Counter(r["outcome"] for r in read_records(paths.records, prefix))
@@ -188,13 +188,6 @@ def _tail(path: str) -> str:
     except OSError:
         return "(no log)"
     return " | ".join(lines[-LOG_TAIL:])
-
-
-def _case_from_id(case_id: str, stage: str) -> Case:
-    head, _, producer = case_id.partition("@")
-    env_id, mode, fmt, operation, api, model = head.split("/")
-    p_env, _, p_mode = (producer or f"{env_id}/{mode}").partition("/")
-    return Case(stage, env_id, mode, fmt, operation, api, model, p_env, p_mode)
 
 
 def _synthetic(case: Case, plan: dict, outcome: str, error_type: str, message: str,

@@ -71,6 +71,19 @@ def case_id(env_id, mode, fmt, operation, api, model, producer_env, producer_mod
     return base + "@" + producer_env + "/" + producer_mode
 
 
+def parse_case_id(text):
+    """The ``Case`` a case id names (no model_dir); ValueError if it is not a case id."""
+    head, _, producer = text.partition("@")
+    parts = head.split("/")
+    if len(parts) != 6 or (parts[3] == "create") == bool(producer) or \
+            (producer and producer.count("/") != 1) or not all(parts):
+        raise ValueError("not a case id: %r" % (text,))
+    env_id, mode, fmt, operation, api, model = parts
+    p_env, _, p_mode = (producer or env_id + "/" + mode).partition("/")
+    stage = "create" if operation == "create" else "consume"
+    return Case(stage, env_id, mode, fmt, operation, api, model, p_env, p_mode)
+
+
 def model_dir(store, producer_env, producer_mode, fmt, model):
     return os.path.join(store, producer_env, producer_mode, fmt, model)
 

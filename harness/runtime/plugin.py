@@ -134,13 +134,14 @@ def run_case(case, plan, runtime, variants):
                            outcome=ENV_ERROR, error_type="EnvImportError",
                            message=str(runtime), duration_s=0.0, **base)
     variant = find_variant(variants, case)
+    if variant is None:  # a harness bug, not a compatibility result: keep the traceback
+        raise LookupError("no plugin provides %s" % (case.case_id,))
     spec = MlpSpec(_model_spec(plan, case))
     ctx = Context(case, runtime, spec, plan.get("tolerance", {}))
     fields = {"outcome": PASSED}
+    result = {}
     try:
         result = variant.run(ctx) or {}
-        if case.operation == "create":
-            _finish_model(case, runtime, variant, result, plan)
         fields.update(max_abs_err=result.get("max_abs_err"),
                       max_rel_err=result.get("max_rel_err"),
                       details=result.get("details", {}))
@@ -150,6 +151,10 @@ def run_case(case, plan, runtime, variants):
     except Exception as exc:  # the API under test raised: keep its real type and message
         error_type, message, tb = describe_exception(exc)
         fields.update(outcome=ERROR, error_type=error_type, message=message, traceback=tb)
+    if case.operation == "create" and fields["outcome"] == PASSED:
+        # writing the store is the harness's job: a failure here is a bug or a full disk,
+        # never evidence about the API, so it propagates (the host records it as crashed)
+        _finish_model(case, runtime, variant, result, plan)
     fields["duration_s"] = round(time.time() - started, 3)
     fields.update(base)
     return make_record(case, runtime.info, **fields)

@@ -37,10 +37,16 @@ def test_envs_differing_only_in_env_vars_share_an_install(matrix):
 
 
 def test_parse_case_id():
-    ref = parse_case_id("tf221-tfkeras/tf2/tf1_hub/load/hub.load-signatures/mlp@tf115/tf1")
-    assert (ref.env_id, ref.mode, ref.format, ref.model, ref.producer) == (
-        "tf221-tfkeras", "tf2", "tf1_hub", "mlp", ("tf115", "tf1"))
-    assert parse_case_id("tf115/tf1/saved_model/create/tf.saved_model.save/mlp").producer is None
+    text = "tf221-tfkeras/tf2/tf1_hub/load/hub.load-signatures/mlp@tf115/tf1"
+    case = parse_case_id(text)
+    assert (case.stage, case.env_id, case.mode, case.format, case.operation, case.api,
+            case.model, case.producer_env, case.producer_mode) == (
+        "consume", "tf221-tfkeras", "tf2", "tf1_hub", "load", "hub.load-signatures", "mlp",
+        "tf115", "tf1")
+    assert case.case_id == text
+    create = "tf115/tf1/saved_model/create/tf.saved_model.save/mlp"
+    assert parse_case_id(create).case_id == create
+    assert parse_case_id(create).producer_env == "tf115"
     for bad in ("tf115/tf1", "tf115/tf1/tf1_hub/load/hub.Module/mlp",
                 "tf115/tf1/tf1_hub/create/x/mlp@a/b"):
         with pytest.raises(UserError, match="not a case id"):
