@@ -38,7 +38,7 @@ def workdir(tmp_path_factory):
     raw["models"][0]["definition"] = os.path.join(ROOT, "models", "mlp.json")
     raw["envs"] = [
         by_id["tf115"],
-        dict(by_id["tf221-tfkeras"], modes=["tf2"]),
+        by_id["tf221-tfkeras"],  # compat and tf2
         {"id": "broken", "python": "3.11", "packages": ["tensorflow-cpu==0.0.1"],
          "modes": ["tf2"], "description": "cannot be provisioned: no such release"},
     ]
@@ -115,6 +115,22 @@ def test_cross_producer_loads(first_run):
     tape = records["tf221-tfkeras/tf2/saved_model/fine_tune/hub.load-GradientTape/mlp@tf115/tf1"]
     assert tape["outcome"] == "passed", tape["message"]
     assert tape["details"]["variables_changed"]
+
+
+def test_compat_mode(first_run):
+    _, records, _, _ = first_run
+    # "The TF2 API tf.saved_model.save() can be called from within compat mode."
+    made = records["tf221-tfkeras/compat/saved_model/create/tf.saved_model.save/mlp"]
+    assert made["outcome"] == "passed"
+    loaded = records["tf221-tfkeras/tf2/saved_model/load/hub.load/mlp@tf221-tfkeras/compat"]
+    assert loaded["outcome"] == "passed" and loaded["max_abs_err"] <= 1e-5
+    fit = records["tf221-tfkeras/compat/saved_model/fine_tune/hub.KerasLayer-trainable-fit/"
+                  "mlp@tf115/tf1"]
+    assert fit["outcome"] == "passed", fit["message"]
+    # tensorflow_hub 0.16 has no hub.Module: the TF1 column's API is gone in this env
+    module = records["tf221-tfkeras/compat/tf1_hub/load/hub.Module/mlp@tf115/tf1"]
+    assert module["outcome"] == "error" and module["error_type"] == "AttributeError"
+    assert "has no attribute 'Module'" in module["message"]
 
 
 def test_documented_unsupported_cell_shows_the_real_exception(first_run):
