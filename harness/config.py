@@ -191,10 +191,10 @@ def validate(raw: Any, path: str, check_interpreters: bool = True) -> Matrix:
 def _settings(c: _Checker, raw: Any, base: str) -> Settings:
     s = c.mapping(raw, "settings", (), ("envs_dir", "reports_dir", "workers", "parallel",
                                          "stage_timeout_s", "tolerance"))
-    workers = c.typed(s.get("workers", 2), "settings.workers", int)
+    workers = c.typed(s.get("workers", 1), "settings.workers", int)
     if workers < 0:
         raise c.fail("settings.workers", "must be >= 0 (0 runs cases in the pytest process)")
-    parallel = c.typed(s.get("parallel", 1), "settings.parallel", int)
+    parallel = c.typed(s.get("parallel", 2), "settings.parallel", int)
     if parallel < 1:
         raise c.fail("settings.parallel", "must be >= 1 (env x mode processes at once)")
     timeout = c.typed(s.get("stage_timeout_s", 1800), "settings.stage_timeout_s", int)
