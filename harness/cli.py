@@ -29,6 +29,15 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--case", metavar="CASE_ID",
                      help="re-run exactly this case (and the create case it consumes)")
     run.add_argument("--run-id", help="name of reports/<run-id>/ (default: UTC time)")
+    run.add_argument("--model", action="append", default=[], metavar="PATH_OR_URL",
+                     help="check your own model (a directory or a hosting-protocol URL) "
+                          "instead of the built-in fixtures (repeatable)")
+    run.add_argument("--model-format", default="auto",
+                     choices=("auto", "tf1_hub", "saved_model", "keras_saved_model"),
+                     help="format of --model (default: detected from its files)")
+    run.add_argument("--model-inputs", metavar="INPUTS.npz",
+                     help="inputs for --model by input name (default: made from its "
+                          "signatures' shapes and dtypes)")
     val = sub.add_parser("validate", help="check matrix.yaml and exit")
     _matrix_arg(val)
     plan = sub.add_parser("plan", help="print env x mode runs as JSON (a CI job matrix)")
@@ -78,7 +87,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     return execute(Options(matrix=args.matrix,
                            envs=tuple(e for v in args.env for e in _csv(v)),
                            modes=tuple(m for v in args.mode for m in _csv(v)),
-                           case=args.case, run_id=args.run_id))
+                           case=args.case, run_id=args.run_id, models=tuple(args.model),
+                           model_format=args.model_format, model_inputs=args.model_inputs))
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -17,16 +17,22 @@ from packaging.requirements import InvalidRequirement, Requirement
 from .errors import ConfigError
 from .interpreters import find_interpreter, installed_versions
 from .registry import formats as known_formats
+from .usermodels import NAME, user_model
 from .runtime.cases import COLUMN_OF_MODE, MODES, OPERATIONS
 
 BACKENDS = ("venv",)
 DEVICES = ("cpu", "gpu")
 LEVELS = ("supported", "not_supported")
-SPEC_KEYS = {"name": str, "description": str, "input_dim": int, "hidden": int,
+# model definitions by kind: {key: type}, required keys
+SPEC_KEYS = {
+    "mlp": ({"name": str, "kind": str, "description": str, "input_dim": int, "hidden": int,
              "output_dim": int, "seed": int, "l2": float, "dropout": float,
              "golden_batch": int, "train_batch": int, "train_steps": int,
-             "learning_rate": float}
-SPEC_REQUIRED = ("name", "input_dim", "hidden", "output_dim", "seed", "l2", "dropout")
+             "learning_rate": float, "vocab": list},
+            ("name", "input_dim", "hidden", "output_dim", "seed", "l2", "dropout")),
+    "my_mul": ({"name": str, "kind": str, "description": str, "v_init": float, "inputs": list,
+                "expected": list, "expected_loss": float}, ("name", "kind")),
+}
 
 
 @dataclass(frozen=True)
@@ -274,17 +280,29 @@ def _is_xy(version: str) -> bool:
 
 
 def _models(c: _Checker, raw: Any, base: str) -> tuple[Model, ...]:
+    """Fixture models (``definition``: a JSON file) and users' models (``handle``)."""
     c.typed(raw, "models", list)
     models: list[Model] = []
     for i, item in enumerate(raw):
         where = f"models[{i}]"
-        m = c.mapping(item, where, ("name", "definition"))
-        name = c.typed(m["name"], f"{where}.name", str)
-        if any(model.name == name for model in models):
-            raise c.fail(f"{where}.name", f"duplicate model name {name!r}")
-        definition = c.typed(m["definition"], f"{where}.definition", str)
-        full = definition if os.path.isabs(definition) else os.path.join(base, definition)
-        models.append(Model(name, full, load_model_spec(full, name)))
+        if isinstance(item, dict) and "handle" in item:
+            m = c.mapping(item, where, ("name", "handle"), ("format", "inputs", "signature"))
+            for key in m:
+                c.typed(m[key], f"{where}.{key}", str)
+            spec = user_model(m["handle"], m.get("format", "auto"), m.get("inputs"),
+                              m.get("signature"), m["name"], f"{c.path}: {where}", base)
+            model = Model(spec["name"], spec["handle"], spec)
+        else:
+            m = c.mapping(item, where, ("name", "definition"))
+            name = c.typed(m["name"], f"{where}.name", str)
+            definition = c.typed(m["definition"], f"{where}.definition", str)
+            full = definition if os.path.isabs(definition) else os.path.join(base, definition)
+            model = Model(name, full, load_model_spec(full, name))
+        if not NAME.match(model.name):
+            raise c.fail(f"{where}.name", f"{model.name!r}: use letters, digits, '-' or '_'")
+        if any(other.name == model.name for other in models):
+            raise c.fail(f"{where}.name", f"duplicate model name {model.name!r}")
+        models.append(model)
     return tuple(models)
 
 
@@ -299,14 +317,18 @@ def load_model_spec(path: str, name: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise ConfigError(path, f"line {exc.lineno}, column {exc.colno}",
                           f"invalid JSON: {exc.msg}")
-    c.mapping(spec, "", SPEC_REQUIRED, tuple(k for k in SPEC_KEYS if k not in SPEC_REQUIRED))
-    for key, kind in SPEC_KEYS.items():
+    if not isinstance(spec, dict):
+        raise c.fail("", f"expected a JSON object, got {_kind(spec)}")
+    kind = c.choice(spec.get("kind", "mlp"), "kind", tuple(SPEC_KEYS), "model kind")
+    keys, required = SPEC_KEYS[kind]
+    c.mapping(spec, "", required, tuple(k for k in keys if k not in required))
+    for key, typ in keys.items():
         if key in spec:
-            c.typed(spec[key], key, kind)
+            c.typed(spec[key], key, typ)
     if spec["name"] != name:
         raise c.fail("name", f"{spec['name']!r} differs from the matrix's model name {name!r}; "
                              "make them equal")
-    if not 0 <= spec["dropout"] < 1:
+    if kind == "mlp" and not 0 <= spec["dropout"] < 1:
         raise c.fail("dropout", "must be in [0, 1)")
     return spec
 

@@ -48,7 +48,8 @@ def expand(matrix: Matrix, envs: tuple[str, ...] = (), modes: tuple[str, ...] = 
 
 
 def stage_plan(matrix: Matrix, run: EnvRun, stage: str, run_id: str, store: str,
-               results_dir: str, select: list[str] | None = None) -> dict:
+               results_dir: str, select: list[str] | None = None,
+               references: dict[str, list[str]] | None = None) -> dict:
     """The JSON plan one in-environment pytest process receives."""
     assert stage in STAGES
     env = run.env
@@ -66,6 +67,7 @@ def stage_plan(matrix: Matrix, run: EnvRun, stage: str, run_id: str, store: str,
         "models": [{"name": m.name, "spec": m.spec} for m in matrix.models],
         "tolerance": {"atol": matrix.settings.atol, "rtol": matrix.settings.rtol},
         "select": select,
+        "references": references or {},
         "repro": "nox -s matrix -- --case {case_id}",
     }
 

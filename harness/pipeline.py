@@ -8,6 +8,7 @@ and the run goes on; every record is on disk as soon as its case finishes.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import subprocess
@@ -27,6 +28,7 @@ from .report import write_reports
 from .runtime.cases import case_id
 from .runtime.records import INFRA_OUTCOMES
 from .stages import RunPaths, StageResult, interrupt_all, read_records, run_stage
+from .usermodels import user_model
 from .wheel import PROJECT_ROOT, build_wheel
 
 
@@ -41,6 +43,9 @@ class Options:
     modes: tuple[str, ...] = ()
     case: str | None = None
     run_id: str | None = None
+    models: tuple[str, ...] = ()  # --model PATH_OR_URL: check these instead of the fixtures
+    model_format: str = "auto"
+    model_inputs: str | None = None
 
 
 @dataclass
@@ -62,6 +67,7 @@ class Run:
     started: float = field(default_factory=time.time)
     provisioned: dict[str, Provisioned | ProvisionError] = field(default_factory=dict)
     stages: list[StageResult] = field(default_factory=list)
+    references: dict[str, list[str]] = field(default_factory=dict)
 
 
 def execute(options: Options) -> int:
@@ -71,6 +77,7 @@ def execute(options: Options) -> int:
     provision(run)
     try:
         stage(run, "create", run.selection.create, run.selection.create_ids)
+        choose_references(run)
         stage(run, "consume", run.selection.consume, run.selection.consume_ids)
     except KeyboardInterrupt:
         interrupt_all()
@@ -81,8 +88,23 @@ def execute(options: Options) -> int:
 
 
 def load(options: Options) -> Matrix:
-    """load + validate: a bad matrix.yaml raises ConfigError (one line, exit 2)."""
-    return config.load(options.matrix)
+    """load + validate: a bad matrix.yaml raises ConfigError (one line, exit 2).
+
+    ``--model`` replaces the matrix's models with the user's (checked here: a
+    model that cannot be read is a one-line error before anything runs).
+    """
+    matrix = config.load(options.matrix)
+    if not options.models:
+        return matrix
+    models = []
+    for handle in options.models:
+        spec = user_model(handle, options.model_format, options.model_inputs,
+                          where=f"--model {handle}")
+        name, n = spec["name"], 2
+        while any(m.name == spec["name"] for m in models):
+            spec["name"], n = f"{name}-{n}", n + 1
+        models.append(config.Model(spec["name"], spec["handle"], spec))
+    return dataclasses.replace(matrix, models=tuple(models))
 
 
 def select(matrix: Matrix, options: Options) -> Selection:
@@ -138,7 +160,7 @@ def stage(run: Run, name: str, runs: list[EnvRun], select_ids: list[str] | None)
 
     def one(env_run: EnvRun) -> StageResult:
         result = run_stage(run.matrix, env_run, name, run.provisioned[env_run.env.id],
-                           run.paths, run.run_id, select_ids)
+                           run.paths, run.run_id, select_ids, run.references)
         counts = ", ".join(f"{v} {k}" for k, v in sorted(result.counts.items())) or "no cases"
         log(f"[{name}] {env_run.key}: {counts} ({result.seconds:.1f}s)")
         return result
@@ -153,6 +175,24 @@ def stage(run: Run, name: str, runs: list[EnvRun], select_ids: list[str] | None)
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def choose_references(run: Run) -> None:
+    """A user's model is compared everywhere with the first env x mode (matrix order) that
+    imported it."""
+    users = {m.name for m in run.matrix.models if m.spec.get("kind") == "user"}
+    if not users:
+        return
+    order = {r.key: i for i, r in enumerate(run.selection.create)}
+    for rec in sorted((r for r in read_records(run.paths.records, "create.")
+                       if r["operation"] == "create" and r["model"] in users
+                       and r["outcome"] == "passed"),
+                      key=lambda r: order.get(f"{r['env_id']}/{r['mode']}", len(order))):
+        run.references.setdefault(rec["model"], [rec["env_id"], rec["mode"]])
+    for name in sorted(users):
+        ref = run.references.get(name)
+        log(f"model {name}: " + (f"reference outputs from {ref[0]}/{ref[1]}" if ref else
+                                 "no environment could import it; nothing to compare"))
+
+
 def collect(run: Run) -> list[dict]:
     return read_records(run.paths.records)
 
@@ -162,7 +202,7 @@ def report(run: Run, records: list[dict]) -> int:
     meta = {"run_id": run.run_id, "started_at": _iso(run.started), "finished_at": _iso(finished),
             "duration_s": round(finished - run.started, 1), "git_commit": _git_commit(),
             "host": platform.node(), "host_python": platform.python_version(),
-            "matrix": run.matrix.path, "argv": sys.argv[1:]}
+            "matrix": run.matrix.path, "argv": sys.argv[1:], "references": run.references}
     summary = write_reports(run.paths.root, records, run.matrix, meta, env_metadata(run))
     from .report.markdown import render
     print(render(summary))

@@ -78,9 +78,11 @@ class StageResult:
 
 
 def run_stage(matrix: Matrix, run: EnvRun, stage: str, prov: Provisioned | ProvisionError,
-              paths: RunPaths, run_id: str, select: list[str] | None = None) -> StageResult:
+              paths: RunPaths, run_id: str, select: list[str] | None = None,
+              references: dict[str, list[str]] | None = None) -> StageResult:
     started = time.monotonic()
-    plan = stage_plan(matrix, run, stage, run_id, paths.store, paths.records, select)
+    plan = stage_plan(matrix, run, stage, run_id, paths.store, paths.records, select,
+                      references)
     prefix = plan["prefix"]
     plan_path = os.path.join(paths.sub("plans"), prefix + ".json")
     with open(plan_path, "w") as fh:

@@ -39,7 +39,61 @@ def render(summary: dict[str, Any]) -> str:
     lines += _documents_table(summary["cells"])
     lines += _differences(summary["cells"])
     lines += _env_table(summary)
+    lines += _health_table(summary.get("health", []))
+    lines += _user_models(summary.get("user_models", []))
     return "\n".join(lines).rstrip() + "\n"
+
+
+OUTCOME_MARK = {"passed": "✅", "failed": "✗", "error": "❌", "skipped": "➖"}
+
+
+def _mark(cell: dict[str, Any] | None) -> str:
+    if cell is None:
+        return ""
+    return OUTCOME_MARK.get(cell["outcome"], f"⚠ {cell['outcome']}")
+
+
+def _health_table(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    checks = sorted({c for r in rows for c in r["checks"]})
+    lines = ["## Environment health (does each documented API exist and import?)", "",
+             "| env / mode | " + " | ".join(f"`{c}`" for c in checks) + " |",
+             "|---|" + "---|" * len(checks)]
+    failures = []
+    for r in rows:
+        lines.append(f"| {r['env_id']} / {r['mode']} | " + " | ".join(
+            _mark(r["checks"].get(c)) for c in checks) + " |")
+        failures += [(r, c, v) for c, v in sorted(r["checks"].items())
+                     if v["outcome"] != "passed"]
+    lines.append("")
+    for r, check, v in failures:
+        lines.append(f"- {r['env_id']} / {r['mode']} `{check}`: {v['outcome']} "
+                     f"`{_esc(v['error_type'])}`: {_esc(v['message'])[:200]}")
+    return lines + ([""] if failures else [])
+
+
+def _user_models(models: list[dict[str, Any]]) -> list[str]:
+    lines: list[str] = []
+    for m in models:
+        envs = sorted({e for row in m["rows"] for e in row["envs"]})
+        lines += [f"## Your model `{m['model']}` ({FORMAT_TITLES.get(m['format'], m['format'])})",
+                  "", f"Outputs compared with the reference run in "
+                      f"{m['reference'] or '(no environment could import it)'}.", "",
+                  "| operation · API | " + " | ".join(envs) + " |",
+                  "|---|" + "---|" * len(envs)]
+        for row in m["rows"]:
+            op = "import" if row["operation"] == "create" else row["operation"]
+            lines.append(f"| {op} · `{row['api']}` | " + " | ".join(
+                _mark(row["envs"].get(e)) for e in envs) + " |")
+        lines.append("")
+        for row in m["rows"]:
+            for env, v in sorted(row["envs"].items()):
+                if v["outcome"] != "passed":
+                    lines.append(f"- {env} `{row['api']}`: {v['outcome']} "
+                                 f"`{_esc(v['error_type'])}`: {_esc(v['message'])[:200]}")
+        lines.append("")
+    return lines
 
 
 def _documents_table(cells: list[dict[str, Any]]) -> list[str]:

@@ -119,18 +119,67 @@ def env_cells(df: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def documented(df: pd.DataFrame) -> pd.DataFrame:
+    """The records the documents' table rests on: not users' models, not health checks."""
+    if not len(df):
+        return df
+    kind = df["model_kind"] if "model_kind" in df else pd.Series("", index=df.index)
+    return df[(kind != "user") & df["operation"].isin(OPERATIONS)]
+
+
+def _outcome_cell(rec: dict[str, Any]) -> dict[str, Any]:
+    first = str(rec.get("message") or "").strip().splitlines()
+    return {"outcome": rec["outcome"], "error_type": rec.get("error_type"),
+            "message": first[0][:300] if first else "", "max_abs_err": rec.get("max_abs_err"),
+            "case_id": rec["case_id"], "repro": rec.get("repro")}
+
+
+def health(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Environment health checks: one row per env x mode, one entry per check."""
+    if not len(df):
+        return []
+    rows = df[df["operation"] == "health"]
+    return [{"env_id": env_id, "mode": mode,
+             "checks": {r["api"]: _outcome_cell(r) for r in g.to_dict("records")}}
+            for (env_id, mode), g in rows.groupby(["env_id", "mode"])]
+
+
+def user_models(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Users' models: per model, one row per format x operation x api, a cell per env x mode."""
+    if not len(df) or "model_kind" not in df:
+        return []
+    out = []
+    for model, g in df[df["model_kind"] == "user"].groupby("model"):
+        rows = []
+        for (fmt, op, api), rg in g.groupby(["format", "operation", "api"]):
+            rows.append({"format": fmt, "operation": op, "api": api,
+                         "envs": {f"{r['env_id']}/{r['mode']}": _outcome_cell(r)
+                                  for r in rg.to_dict("records")}})
+        order = {op: i for i, op in enumerate(OPERATIONS)}
+        rows.sort(key=lambda r: (order.get(r["operation"], 9), r["api"]))
+        producers = g[g["operation"] != "create"][["producer_env", "producer_mode"]]
+        ref = producers.drop_duplicates().values.tolist()
+        out.append({"model": model, "format": sorted(set(g["format"]))[0],
+                    "reference": "/".join(ref[0]) if ref else None, "rows": rows,
+                    "counts": _counts(g)})
+    return out
+
+
 def summarize(records: list[dict], matrix: Matrix, run: dict[str, Any],
               envs: dict[str, Any]) -> dict[str, Any]:
-    df = frame(records)
-    outcomes = _counts(df) if len(df) else {}
+    full = frame(records)
+    df = documented(full)
+    outcomes = _counts(full) if len(full) else {}
     return {
         "schema_version": 1,
         "run": run,
         "envs": envs,
-        "totals": {"cases": int(len(df)), "outcomes": outcomes,
+        "totals": {"cases": int(len(full)), "outcomes": outcomes,
                    "producers": int(df.loc[(df["operation"] == "create")
                                            & (df["outcome"] == PASSED)].shape[0])
                    if len(df) else 0},
         "cells": cells(df, matrix),
         "env_cells": env_cells(df),
+        "health": health(full),
+        "user_models": user_models(full),
     }

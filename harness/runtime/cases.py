@@ -20,6 +20,13 @@ from typing import Callable, Tuple
 
 MODES = ("tf1", "compat", "tf2")
 OPERATIONS = ("create", "load", "fine_tune")
+# Operations that need no model from a producer: they run in the create stage.
+STANDALONE = ("create", "health")
+ALL_OPERATIONS = OPERATIONS + ("health",)
+# Model kinds (``kind`` in a model definition): the documents' fixture MLP, the
+# TF2 guide's ``MyMulModel``, and a model a user points the harness at.
+KINDS = ("mlp", "my_mul", "user")
+HEALTH_MODEL = "env"
 STAGES = ("create", "consume")
 COLUMN_OF_MODE = {"tf1": "tf1", "compat": "tf1", "tf2": "tf2"}
 COLUMN_TITLES = {"tf1": "TF1 / TF1 compat mode in TF2", "tf2": "TF2"}
@@ -38,6 +45,15 @@ class Variant:
     modes: Tuple[str, ...]
     run: Callable = field(compare=False, repr=False)
     documented_call: str = ""
+    kinds: Tuple[str, ...] = ("mlp",)
+    # a second create variant of a format stores its model as ``<model>.<artifact>``
+    artifact: str = ""
+    # a capability the model's manifest must list (a user's model may lack ``call``)
+    needs: str = ""
+
+    def produces(self, model):
+        """The stored model name a create variant makes from ``model``."""
+        return model + "." + self.artifact if self.artifact else model
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,7 @@ class Case:
     producer_env: str
     producer_mode: str
     model_dir: str = field(default="", compare=False)
+    kind: str = field(default="", compare=False)  # the model's kind ("" for health checks)
 
     @property
     def column(self):
@@ -66,7 +83,7 @@ class Case:
 def case_id(env_id, mode, fmt, operation, api, model, producer_env, producer_mode):
     """Stable, readable id: ``env/mode/format/operation/api/model[@producer/mode]``."""
     base = "/".join((env_id, mode, fmt, operation, api, model))
-    if operation == "create":
+    if operation in STANDALONE:
         return base
     return base + "@" + producer_env + "/" + producer_mode
 
@@ -75,12 +92,12 @@ def parse_case_id(text):
     """The ``Case`` a case id names (no model_dir); ValueError if it is not a case id."""
     head, _, producer = text.partition("@")
     parts = head.split("/")
-    if len(parts) != 6 or (parts[3] == "create") == bool(producer) or \
+    if len(parts) != 6 or (parts[3] in STANDALONE) == bool(producer) or \
             (producer and producer.count("/") != 1) or not all(parts):
         raise ValueError("not a case id: %r" % (text,))
     env_id, mode, fmt, operation, api, model = parts
     p_env, _, p_mode = (producer or env_id + "/" + mode).partition("/")
-    stage = "create" if operation == "create" else "consume"
+    stage = "create" if operation in STANDALONE else "consume"
     return Case(stage, env_id, mode, fmt, operation, api, model, p_env, p_mode)
 
 
@@ -104,43 +121,71 @@ def read_manifests(store):
     return found
 
 
+def base_model(name):
+    """The model definition a stored model name comes from (``mlp.piece`` -> ``mlp``)."""
+    return name.split(".", 1)[0]
+
+
 def plan_cases(plan, variants):
-    """Expand a stage plan (dict) into the list of cases to run, in a stable order."""
+    """Expand a stage plan (dict) into the list of cases to run, in a stable order.
+
+    Create stage: every create variant for every model of its kind (a user's model
+    is "created" by importing it: one reference run), and every health check.
+    Consume stage: every load / fine-tune variant for every finished model in the
+    store; a user's model only from its reference producer (``plan["references"]``).
+    """
     env_id, mode, stage = plan["env"]["id"], plan["mode"], plan["stage"]
     cases = []
     if stage == "create":
+        for v in variants:
+            if v.operation == "health" and mode in v.modes:
+                cases.append(Case("create", env_id, mode, v.format, "health", v.api,
+                                  HEALTH_MODEL, env_id, mode, "", ""))
         for model in plan["models"]:
+            spec = model["spec"]
+            kind = spec.get("kind", "mlp")
             for v in variants:
-                if v.operation == "create" and mode in v.modes:
-                    cases.append(Case(
-                        "create", env_id, mode, v.format, "create", v.api, model["name"],
-                        env_id, mode,
-                        model_dir(plan["store"], env_id, mode, v.format, model["name"])))
+                if v.operation != "create" or mode not in v.modes or kind not in v.kinds:
+                    continue
+                if kind == "user" and v.format != spec["format"]:
+                    continue
+                name = v.produces(model["name"])
+                cases.append(Case(
+                    "create", env_id, mode, v.format, "create", v.api, name, env_id, mode,
+                    model_dir(plan["store"], env_id, mode, v.format, name), kind))
     elif stage == "consume":
+        references = plan.get("references") or {}
         for manifest in read_manifests(plan["store"]):
             producer = manifest["producer"]
+            kind = manifest.get("spec", {}).get("kind", "mlp")
+            if kind == "user" and references.get(manifest["model"]) != \
+                    [producer["env_id"], producer["mode"]]:
+                continue
+            caps = manifest.get("capabilities")
             for v in variants:
-                if (v.format == manifest["format"] and v.operation != "create"
-                        and mode in v.modes):
+                if (v.format == manifest["format"] and v.operation not in STANDALONE
+                        and mode in v.modes and kind in v.kinds
+                        and (not v.needs or caps is None or v.needs in caps)):
                     cases.append(Case(
                         "consume", env_id, mode, v.format, v.operation, v.api,
                         manifest["model"], producer["env_id"], producer["mode"],
-                        manifest["dir"]))
+                        manifest["dir"], kind))
     else:
         raise ValueError("unknown stage %r" % (stage,))
     selected = plan.get("select")
     if selected:
         wanted = set(selected)
         cases = [c for c in cases if c.case_id in wanted]
-    order = {op: i for i, op in enumerate(OPERATIONS)}
-    cases.sort(key=lambda c: (c.format, order[c.operation], c.api, c.model,
-                              c.producer_env, c.producer_mode))
+    order = {op: i for i, op in enumerate(ALL_OPERATIONS)}
+    cases.sort(key=lambda c: (c.operation != "health", c.format, order[c.operation], c.api,
+                              c.model, c.producer_env, c.producer_mode))
     return cases
 
 
-def find_variant(variants, case):
-    """The variant that runs ``case`` (None if no plugin provides it any more)."""
+def find_variant(variants, case, kind="mlp"):
+    """The variant that runs ``case`` on a model of ``kind`` (None if no plugin provides it)."""
     for v in variants:
-        if (v.format, v.operation, v.api) == (case.format, case.operation, case.api):
+        if (v.format, v.operation, v.api) == (case.format, case.operation, case.api) and \
+                (case.operation == "health" or kind in v.kinds):
             return v
     return None

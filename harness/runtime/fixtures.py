@@ -1,9 +1,11 @@
 """The built-in fixture model's weights and data, and the numeric checks.
 
 A fixture model is defined by a small JSON spec under ``models/`` (passed in
-the plan): a two-layer MLP with an L2-regularized hidden layer and dropout in
-its train graph / ``training=True`` path.  Weights come from numpy with a fixed
-seed, so every producer builds the same model in its own format.
+the plan), by its ``kind``: ``mlp`` (a two-layer MLP with an L2-regularized
+hidden layer, batch-norm and dropout in its train graph / ``training=True``
+path, and a string lookup through a vocabulary asset), ``my_mul`` (the TF2
+guide's example) or ``user`` (a user's own model).  Weights come from numpy with
+a fixed seed, so every producer builds the same model in its own format.
 """
 from __future__ import annotations
 
@@ -12,11 +14,19 @@ import os
 
 import numpy as np
 
-from .cases import GOLDEN, MANIFEST, MODEL_SUBDIR
+from .cases import GOLDEN, MANIFEST
 from .records import CheckFailed
 
 
+DEFAULT_VOCAB = ["hub", "module", "saved", "model", "keras", "layer", "graph", "eager"]
+OOV_TOKEN = "<unknown-word>"
+
+
 class MlpSpec(object):
+    """``kind: mlp``: the documents' fixture model in every format."""
+
+    kind = "mlp"
+
     def __init__(self, spec):
         self.name = spec["name"]
         self.input_dim = int(spec["input_dim"])
@@ -29,6 +39,9 @@ class MlpSpec(object):
         self.train_batch = int(spec.get("train_batch", 32))
         self.train_steps = int(spec.get("train_steps", 30))
         self.learning_rate = float(spec.get("learning_rate", 0.05))
+        self.vocab = list(spec.get("vocab", DEFAULT_VOCAB))
+        self.bn_epsilon = 1e-3
+        self.bn_momentum = 0.9
 
     def weights(self):
         rng = np.random.RandomState(self.seed)
@@ -37,11 +50,22 @@ class MlpSpec(object):
             "b1": (rng.randn(self.hidden) * 0.1).astype(np.float32),
             "w2": (rng.randn(self.hidden, self.output_dim) * 0.5).astype(np.float32),
             "b2": (rng.randn(self.output_dim) * 0.1).astype(np.float32),
+            "gamma": (1.0 + rng.randn(self.hidden) * 0.1).astype(np.float32),
+            "beta": (rng.randn(self.hidden) * 0.1).astype(np.float32),
+            # one row per vocabulary word plus one out-of-vocabulary bucket
+            "embedding": rng.randn(len(self.vocab) + 1, self.output_dim).astype(np.float32),
         }
 
     def golden_inputs(self):
         rng = np.random.RandomState(self.seed + 1)
         return rng.randn(self.golden_batch, self.input_dim).astype(np.float32)
+
+    def golden_scale(self):
+        return np.linspace(0.5, 2.0, self.golden_batch).astype(np.float32)
+
+    def golden_tokens(self):
+        words = [self.vocab[i % len(self.vocab)] for i in range(self.golden_batch - 1)]
+        return np.array(words + [OOV_TOKEN], dtype=np.bytes_)
 
     def train_data(self):
         rng = np.random.RandomState(self.seed + 2)
@@ -50,25 +74,67 @@ class MlpSpec(object):
         return x, t
 
     def l2_loss(self, w1):
-        return self.l2 * float(np.sum(np.square(w1)))
+        return self.l2 * float(np.sum(np.square(np.asarray(w1, dtype=np.float64))))
+
+    def write_vocab(self, directory):
+        """The vocabulary asset: one word per line (ids follow line order)."""
+        path = os.path.join(directory, "vocab.txt")
+        with open(path, "w") as fh:
+            fh.write("\n".join(self.vocab) + "\n")
+        return path
 
 
-def write_model_files(directory, manifest, golden_x, golden_y):
+class MyMulSpec(object):
+    """``kind: my_mul``: the TF2 SavedModel guide's ``MyMulModel`` and its printed values."""
+
+    kind = "my_mul"
+
+    def __init__(self, spec):
+        self.name = spec["name"]
+        self.v_init = float(spec.get("v_init", 2.0))
+        self.inputs = np.array(spec.get("inputs", [10.0, 20.0]), dtype=np.float32)
+        self.expected = np.array(spec.get("expected", [20.0, 40.0]), dtype=np.float32)
+        self.expected_loss = float(spec.get("expected_loss", 0.004))
+
+
+class UserSpec(object):
+    """``kind: user``: a model a user points the harness at (a directory or a URL)."""
+
+    kind = "user"
+
+    def __init__(self, spec):
+        self.name = spec["name"]
+        self.handle = spec["handle"]
+        self.format = spec["format"]
+        self.inputs = spec.get("inputs")
+        self.signature = spec.get("signature")
+        self.seed = int(spec.get("seed", 0))
+        self.batch = int(spec.get("batch", 2))
+        self.train_steps = int(spec.get("train_steps", 5))
+        self.learning_rate = float(spec.get("learning_rate", 0.01))
+
+
+SPECS = {"mlp": MlpSpec, "my_mul": MyMulSpec, "user": UserSpec}
+
+
+def spec_for(spec):
+    """The fixture object for a model definition dict (by its ``kind``)."""
+    return SPECS[spec.get("kind", "mlp")](spec)
+
+
+def write_model_files(directory, manifest, golden):
     """Write golden.npz and then manifest.json: a model without a manifest is unfinished."""
-    np.savez(os.path.join(directory, GOLDEN), x=golden_x, y=golden_y)
+    np.savez(os.path.join(directory, GOLDEN), **golden)
     tmp = os.path.join(directory, MANIFEST + ".tmp")
     with open(tmp, "w") as fh:
         json.dump(manifest, fh, indent=2, sort_keys=True)
     os.rename(tmp, os.path.join(directory, MANIFEST))
 
 
-def model_path(case):
-    return os.path.join(case.model_dir, MODEL_SUBDIR)
-
-
 def load_golden(case):
+    """Every golden array of the producer: ``x``/``y`` and per-signature inputs/outputs."""
     with np.load(os.path.join(case.model_dir, GOLDEN)) as data:
-        return data["x"], data["y"]
+        return {k: data[k] for k in data.files}
 
 
 def load_manifest(case):

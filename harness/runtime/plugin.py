@@ -121,7 +121,7 @@ def tfhub_run(request, tfhub_runtime):
 
 def run_case(case, plan, runtime, variants):
     """Run one case and return its record: the one place exceptions become outcomes."""
-    from .fixtures import MlpSpec
+    from .fixtures import load_manifest, spec_for
     from .formats._common import Context
     from .modes import EnvImportError
 
@@ -133,11 +133,14 @@ def run_case(case, plan, runtime, variants):
         return make_record(case, {"device": env.get("device"), "backend": env.get("backend")},
                            outcome=ENV_ERROR, error_type="EnvImportError",
                            message=str(runtime), duration_s=0.0, **base)
-    variant = find_variant(variants, case)
+    # reading the store is the harness's job: a failure here is a bug, not a result
+    manifest = load_manifest(case) if case.stage == "consume" else None
+    spec = manifest["spec"] if manifest else _model_spec(plan, case)
+    variant = find_variant(variants, case, (spec or {}).get("kind", "mlp"))
     if variant is None:  # a harness bug, not a compatibility result: keep the traceback
         raise LookupError("no plugin provides %s" % (case.case_id,))
-    spec = MlpSpec(_model_spec(plan, case))
-    ctx = Context(case, runtime, spec, plan.get("tolerance", {}))
+    ctx = Context(case, runtime, spec_for(spec) if spec else None, plan.get("tolerance", {}),
+                  manifest)
     fields = {"outcome": PASSED}
     result = {}
     try:
@@ -147,10 +150,11 @@ def run_case(case, plan, runtime, variants):
                       details=result.get("details", {}))
     except CheckFailed as exc:
         fields.update(outcome=FAILED, error_type="CheckFailed", message=str(exc),
-                      traceback=traceback.format_exc())
+                      traceback=traceback.format_exc(), details=ctx.details, **ctx.errors)
     except Exception as exc:  # the API under test raised: keep its real type and message
         error_type, message, tb = describe_exception(exc)
-        fields.update(outcome=ERROR, error_type=error_type, message=message, traceback=tb)
+        fields.update(outcome=ERROR, error_type=error_type, message=message, traceback=tb,
+                      details=ctx.details)
     if case.operation == "create" and fields["outcome"] == PASSED:
         # writing the store is the harness's job: a failure here is a bug or a full disk,
         # never evidence about the API, so it propagates (the host records it as crashed)
@@ -161,12 +165,12 @@ def run_case(case, plan, runtime, variants):
 
 
 def _model_spec(plan, case):
-    """The model's definition: from the plan when creating, from its manifest when consuming."""
-    if case.stage == "consume":
-        from .fixtures import load_manifest
-        return load_manifest(case)["spec"]
+    """The definition of the model a create case makes (None for a health check)."""
+    from .cases import HEALTH_MODEL, base_model
+    if case.operation == "health" and case.model == HEALTH_MODEL:
+        return None
     for model in plan["models"]:
-        if model["name"] == case.model:
+        if model["name"] == base_model(case.model):
             return model["spec"]
     raise KeyError("model %r is not in the plan" % (case.model,))
 
@@ -174,7 +178,6 @@ def _model_spec(plan, case):
 def _finish_model(case, runtime, variant, result, plan):
     from .fixtures import write_model_files
     spec_dict = _model_spec(plan, case)
-    x, y = result["golden"]
     manifest = {
         "schema_version": 1,
         "format": case.format,
@@ -186,4 +189,4 @@ def _finish_model(case, runtime, variant, result, plan):
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     manifest.update(result.get("manifest", {}))
-    write_model_files(case.model_dir, manifest, x, y)
+    write_model_files(case.model_dir, manifest, result["golden"])

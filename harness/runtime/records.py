@@ -29,7 +29,7 @@ FIELDS = (
     "python", "tensorflow", "tensorflow_hub", "keras", "device", "backend",
     "format", "operation", "api", "model", "producer_env", "producer_mode",
     "outcome", "error_type", "message", "traceback", "duration_s",
-    "max_abs_err", "max_rel_err", "details", "repro",
+    "max_abs_err", "max_rel_err", "details", "repro", "model_kind",
 )
 
 TRACEBACK_LINES = 40
@@ -55,6 +55,7 @@ def make_record(case, env_info, **fields):
         model=case.model,
         producer_env=case.producer_env,
         producer_mode=case.producer_mode,
+        model_kind=case.kind or None,
         details={},
     )
     rec.update(env_info)

@@ -23,7 +23,8 @@ def check(raw, tmp_path, **kwargs):
     path = tmp_path / "matrix.yaml"
     path.write_text(yaml.safe_dump(raw))
     (tmp_path / "models").mkdir(exist_ok=True)
-    shutil.copy(os.path.join(ROOT, "models", "mlp.json"), tmp_path / "models" / "mlp.json")
+    for name in ("mlp.json", "my_mul.json"):
+        shutil.copy(os.path.join(ROOT, "models", name), tmp_path / "models" / name)
     return config.load(str(path), **kwargs)
 
 
@@ -35,11 +36,12 @@ def error_of(raw, tmp_path):
 
 def test_default_matrix_is_valid(default_matrix_path):
     m = config.load(default_matrix_path)
-    assert [e.id for e in m.envs] == ["tf115", "tf215-hub015", "tf215-hub016", "tf221-keras3",
+    assert [e.id for e in m.envs] == ["tf115", "tf215-hub015", "tf215-hub015-setuptools82",
+                                      "tf215-hub016", "tf221-keras3",
                                       "tf221-tfkeras"]
     assert m.env("tf115").modes == ("tf1",)
     assert m.env("tf221-tfkeras").env_vars == (("TF_USE_LEGACY_KERAS", "1"),)
-    assert len(m.expectations) == 12  # 2 formats x 3 operations x 2 columns
+    assert len(m.expectations) == 15  # 2 formats x 3 operations x 2 columns + Keras (TF2)
     assert m.expectation("tf1_hub", "fine_tune", "tf2").documented == "not_supported"
     assert m.models[0].spec["input_dim"] == 4
 

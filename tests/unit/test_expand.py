@@ -17,7 +17,8 @@ def matrix(default_matrix_path):
 def test_expand_every_env_and_mode(matrix):
     runs = expand(matrix)
     assert [r.key for r in runs] == [
-        "tf115/tf1", "tf215-hub015/compat", "tf215-hub015/tf2", "tf215-hub016/compat",
+        "tf115/tf1", "tf215-hub015/compat", "tf215-hub015/tf2", "tf215-hub015-setuptools82/tf2",
+        "tf215-hub016/compat",
         "tf215-hub016/tf2", "tf221-keras3/compat", "tf221-keras3/tf2", "tf221-tfkeras/compat",
         "tf221-tfkeras/tf2"]
 
@@ -53,11 +54,12 @@ def test_parse_case_id():
             parse_case_id(bad)
 
 
-def _manifest(store, env, mode, fmt):
-    d = store / env / mode / fmt / "mlp"
+def _manifest(store, env, mode, fmt, model="mlp", spec=None, **extra):
+    d = store / env / mode / fmt / model
     d.mkdir(parents=True)
-    (d / "manifest.json").write_text(json.dumps(
-        {"format": fmt, "model": "mlp", "producer": {"env_id": env, "mode": mode}}))
+    (d / "manifest.json").write_text(json.dumps(dict(
+        {"format": fmt, "model": model, "producer": {"env_id": env, "mode": mode},
+         "spec": spec or {"kind": "mlp"}}, **extra)))
 
 
 def test_plan_cases_create_and_consume(matrix, tmp_path):
@@ -65,38 +67,66 @@ def test_plan_cases_create_and_consume(matrix, tmp_path):
     variants = registry.variants()
     create = plan_cases(stage_plan(matrix, runs["tf115/tf1"], "create", "r", str(tmp_path),
                                    str(tmp_path)), variants)
-    assert [c.case_id for c in create] == [
+    health = [c for c in create if c.operation == "health"]
+    assert health and create[:len(health)] == health  # health checks first, one per check
+    assert {c.case_id for c in create if c.operation == "create"} == {
+        "tf115/tf1/keras_saved_model/create/Model.save-include_optimizer=False/mlp",
+        "tf115/tf1/keras_saved_model/create/piece_to_share.save/mlp.piece",
+        "tf115/tf1/keras_saved_model/create/get_layer-cut.save/mlp.cut",
         "tf115/tf1/saved_model/create/tf.saved_model.save/mlp",
-        "tf115/tf1/tf1_hub/create/hub.create_module_spec/mlp"]
+        "tf115/tf1/saved_model/create/tf.saved_model.save-ref-variables/mlp.refvars",
+        "tf115/tf1/saved_model/create/MyMulModel/my_mul",
+        "tf115/tf1/tf1_hub/create/hub.create_module_spec/mlp"}  # in-tf.Graph: tf2 only
+    assert {c.kind for c in create if c.model == "my_mul"} == {"my_mul"}
     _manifest(tmp_path, "tf115", "tf1", "tf1_hub")
     _manifest(tmp_path, "tf221-keras3", "tf2", "saved_model")
+    _manifest(tmp_path, "tf221-keras3", "tf2", "saved_model", "my_mul", {"kind": "my_mul"})
     consume = plan_cases(stage_plan(matrix, runs["tf221-tfkeras/tf2"], "consume", "r",
                                     str(tmp_path), str(tmp_path)), variants)
-    assert [c.case_id for c in consume] == [
-        "tf221-tfkeras/tf2/saved_model/load/hub.KerasLayer/mlp@tf221-keras3/tf2",
-        "tf221-tfkeras/tf2/saved_model/load/hub.load/mlp@tf221-keras3/tf2",
-        "tf221-tfkeras/tf2/saved_model/fine_tune/hub.KerasLayer-trainable-fit/mlp@tf221-keras3/tf2",
-        "tf221-tfkeras/tf2/saved_model/fine_tune/hub.load-GradientTape/mlp@tf221-keras3/tf2",
-        "tf221-tfkeras/tf2/tf1_hub/load/hub.KerasLayer-signature/mlp@tf115/tf1",
-        "tf221-tfkeras/tf2/tf1_hub/load/hub.load-signatures/mlp@tf115/tf1",
-        "tf221-tfkeras/tf2/tf1_hub/fine_tune/hub.KerasLayer-trainable/mlp@tf115/tf1"]
+    by_model = {}
+    for c in consume:
+        by_model.setdefault((c.format, c.model, c.producer_env), set()).add(c.api)
+    assert by_model[("saved_model", "my_mul", "tf221-keras3")] == {
+        "hub.load", "hub.KerasLayer", "tf.saved_model.load", "MyMulModel-trainable"}
+    assert {"hub.load-signatures", "hub.load-signatures-positional", "hub.KerasLayer-tags-strings",
+            "tf.saved_model.load", "hub.KerasLayer-trainable"} <= \
+        by_model[("tf1_hub", "mlp", "tf115")]
+    assert not any(a.startswith("hub.Module") for a in by_model[("tf1_hub", "mlp", "tf115")])
+    assert {"Estimator-model_fn", "re-export", "hub.load-GradientTape", "signatures",
+            "hub.KerasLayer-Sequential"} <= by_model[("saved_model", "mlp", "tf221-keras3")]
     graph = plan_cases(stage_plan(matrix, runs["tf215-hub015/compat"], "consume", "r",
                                   str(tmp_path), str(tmp_path)), variants)
-    assert {c.api for c in graph if c.format == "tf1_hub"} == {"hub.Module",
-                                                              "hub.Module-trainable"}
+    graph_apis = {c.api for c in graph if c.format == "tf1_hub"}
+    assert {"hub.Module", "hub.Module-trainable", "hub.load-signatures"} <= graph_apis
+    assert "hub.KerasLayer-trainable" not in graph_apis  # not proposed by any document there
     selected = plan_cases(dict(stage_plan(matrix, runs["tf221-tfkeras/tf2"], "consume", "r",
                                           str(tmp_path), str(tmp_path)),
                                select=[consume[0].case_id]), variants)
     assert selected == [consume[0]]
 
 
+def test_user_models_are_consumed_from_their_reference_only(matrix, tmp_path):
+    runs = {r.key: r for r in expand(matrix)}
+    user = {"kind": "user", "format": "saved_model", "handle": "/m", "name": "mine"}
+    for env, mode in (("tf115", "tf1"), ("tf221-keras3", "tf2")):
+        _manifest(tmp_path, env, mode, "saved_model", "mine", user, handle="/m",
+                  capabilities=["signatures"])
+    plan = dict(stage_plan(matrix, runs["tf215-hub015/tf2"], "consume", "r", str(tmp_path),
+                           str(tmp_path)), references={"mine": ["tf221-keras3", "tf2"]})
+    cases = plan_cases(plan, registry.variants())
+    assert {(c.producer_env, c.kind) for c in cases} == {("tf221-keras3", "user")}
+    # no __call__ recorded: only the signature-based calls are attempted
+    assert {c.api for c in cases} == {"signatures"}
+
+
 def test_every_cell_of_the_table_has_variants_and_an_expectation(matrix):
-    for fmt in ("tf1_hub", "saved_model"):
+    for fmt in ("tf1_hub", "saved_model", "keras_saved_model"):
         for op in ("create", "load", "fine_tune"):
             for modes, column in ((("tf1", "compat"), "tf1"), (("tf2",), "tf2")):
                 assert any(v.format == fmt and v.operation == op and set(modes) & set(v.modes)
                            for v in registry.variants()), (fmt, op, column)
-                assert matrix.expectation(fmt, op, column) is not None
+                assert fmt == "keras_saved_model" and column == "tf1" or \
+                    matrix.expectation(fmt, op, column) is not None
 
 
 def test_cli_unknown_env_is_one_line_exit_2(default_matrix_path):

@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
-from harness import config
+from harness import config, registry
 from harness.backends import Provisioned, ProvisionError
-from harness.expand import expand
+from harness.expand import expand, stage_plan
+from harness.runtime.cases import plan_cases
 from harness.stages import RunPaths, read_records, run_stage
 
 FAKE = """#!{python}
@@ -47,11 +48,16 @@ def setup(default_matrix_path, tmp_path):
     return matrix, run, RunPaths(str(tmp_path / "run"))
 
 
+def planned(matrix, run, tmp_path):
+    plan = stage_plan(matrix, run, "create", "r1", str(tmp_path), str(tmp_path))
+    return len(plan_cases(plan, registry.variants()))
+
+
 def test_dead_worker_becomes_crashed_records(setup, tmp_path):
     matrix, run, paths = setup
     result = run_stage(matrix, run, "create", fake_env(tmp_path, "sys.exit(1)"), paths, "r1")
     records = {r["case_id"]: r for r in read_records(paths.records)}
-    assert result.counts == {"passed": 1, "crashed": 1}
+    assert result.counts == {"passed": 1, "crashed": planned(matrix, run, tmp_path) - 1}
     crashed = records["tf115/tf1/tf1_hub/create/hub.create_module_spec/mlp"]
     assert crashed["outcome"] == "crashed" and crashed["error_type"] == "ProcessCrashed"
     assert "pytest exited with 1" in crashed["message"]
@@ -63,7 +69,7 @@ def test_dead_worker_becomes_crashed_records(setup, tmp_path):
 def test_hung_stage_becomes_timeout_records_and_keeps_measured(setup, tmp_path):
     matrix, run, paths = setup
     result = run_stage(matrix, run, "create", fake_env(tmp_path, "time.sleep(60)"), paths, "r1")
-    assert result.counts == {"passed": 1, "timeout": 1}
+    assert result.counts == {"passed": 1, "timeout": planned(matrix, run, tmp_path) - 1}
     assert result.seconds < 30
 
 
@@ -72,7 +78,7 @@ def test_unprovisioned_env_becomes_env_error_records(setup):
     result = run_stage(matrix, run, "create", ProvisionError("uv pip install failed: nope"),
                        paths, "r1")
     records = read_records(paths.records)
-    assert result.counts == {"env_error": 2}
+    assert result.counts == {"env_error": planned(matrix, run, paths.root)}
     assert {r["error_type"] for r in records} == {"ProvisionError"}
     assert all("uv pip install failed: nope" in r["message"] for r in records)
     assert os.path.exists(os.path.join(paths.root, "plans", "create.tf115.tf1.json"))

@@ -7,24 +7,39 @@ import shutil
 
 import numpy as np
 
+from ..cases import MODEL_SUBDIR
 from ..fixtures import check_training, compare, load_golden
+from ..records import CheckFailed
 
 
 class Context(object):
-    """Everything a variant body needs; built once per case by the plugin."""
+    """Everything a variant body needs; built once per case by the plugin.
 
-    def __init__(self, case, runtime, spec, tolerance):
+    ``handle`` is what the documents call ``handle``: the stored model directory,
+    or a user's directory / URL.  ``compare`` may be called several times in one
+    case (several signatures or outputs): the worst error is what gets recorded.
+    """
+
+    def __init__(self, case, runtime, spec, tolerance, manifest=None):
         self.case = case
         self.rt = runtime
         self.tf = runtime.tf
         self.v1 = runtime.tf.compat.v1
         self.spec = spec
+        self.manifest = manifest or {}
         self.atol = float(tolerance.get("atol", 1e-5))
         self.rtol = float(tolerance.get("rtol", 1e-5))
+        self.errors = {"max_abs_err": 0.0, "max_rel_err": 0.0}
+        self.details = {}
+        self._golden = None
 
     @property
     def hub(self):
         return self.rt.hub
+
+    @property
+    def handle(self):
+        return self.manifest.get("handle") or os.path.join(self.case.model_dir, MODEL_SUBDIR)
 
     @property
     def what(self):
@@ -32,13 +47,41 @@ class Context(object):
                                             self.case.api, self.case.producer_env,
                                             self.case.producer_mode)
 
-    def compare_golden(self, outputs):
-        x, y = load_golden(self.case)
-        max_abs, max_rel = compare(outputs, y, self.atol, self.rtol, self.what)
-        return {"max_abs_err": max_abs, "max_rel_err": max_rel}
+    def golden(self, key=None):
+        """The producer's golden arrays (all of them, or one by key)."""
+        if self._golden is None:
+            self._golden = load_golden(self.case)
+        return self._golden if key is None else self._golden[key]
 
-    def check_training(self, before, after, losses):
-        return {"details": check_training(before, after, losses, self.what)}
+    def compare(self, outputs, key="y", label=None):
+        """Compare ``outputs`` with golden ``key``; keep the worst error; raise CheckFailed."""
+        __tracebackhide__ = True
+        what = self.what if label is None and key == "y" else \
+            "%s %s" % (self.what, label or key)
+        max_abs, max_rel = compare(outputs, self.golden(key), self.atol, self.rtol, what)
+        self.errors["max_abs_err"] = max(self.errors["max_abs_err"], max_abs)
+        self.errors["max_rel_err"] = max(self.errors["max_rel_err"], max_rel)
+        return self.result()
+
+    def compare_golden(self, outputs):
+        return self.compare(outputs, "y")
+
+    def result(self, **details):
+        """What a variant returns: the worst errors so far and every detail noted."""
+        self.details.update(details)
+        out = dict(self.errors)
+        out["details"] = dict(self.details)
+        return out
+
+    def check_training(self, before, after, losses, **details):
+        self.details.update(check_training(before, after, losses, self.what))
+        return self.result(**details)
+
+    def expect(self, condition, message):
+        """A documented behaviour did not hold: the case is ``failed`` with ``message``."""
+        __tracebackhide__ = True
+        if not condition:
+            raise CheckFailed("%s [%s]" % (message, self.what))
 
 
 @contextlib.contextmanager
@@ -97,18 +140,41 @@ def variable_values(ctx, variables, sess=None):
     return dict(zip(names, values))
 
 
-def keras_fit(ctx, layer, x, t):
-    """Wrap ``layer`` in a ``tf.keras.Sequential`` and train it with ``Model.fit``."""
+def run_outputs(ctx, build):
+    """Numpy values of what ``build()`` returns, in any mode (a Session in graph modes)."""
+    with fresh_graph(ctx):
+        outputs = build()
+        if ctx.rt.graph_mode:
+            with session(ctx) as sess:
+                initialize(ctx, sess)
+                return sess.run(outputs)
+        return evaluate(ctx, outputs)
+
+
+def local_path(ctx):
+    """The handle as a directory (``hub.resolve`` downloads a URL handle into the cache)."""
+    handle = ctx.handle
+    if "://" in handle:
+        return ctx.hub.resolve(handle)
+    return handle
+
+
+def keras_fit(ctx, layer, x, t, head=()):
+    """Wrap ``layer`` (+ ``head`` layers) in a ``tf.keras.Sequential``; ``Model.fit``.
+
+    Checks what the TF2 guide promises of ``hub.KerasLayer(..., trainable=True)``:
+    the SavedModel's trainable weights are trained (every one changes, the loss
+    falls) and its regularization losses reach ``model.losses``.
+    """
     tf, spec = ctx.tf, ctx.spec
-    model = tf.keras.Sequential([layer])
+    model = tf.keras.Sequential([layer] + list(head))
     model.compile(optimizer=tf.keras.optimizers.SGD(spec.learning_rate), loss="mse")
-    model.build((None, spec.input_dim))
+    model.build((None,) + tuple(x.shape[1:]))
     get = tf.keras.backend.batch_get_value
     weights = list(layer.trainable_weights)
     before = dict(zip([w.name for w in weights], get(weights)))
+    reg = [float(v) for v in get(list(model.losses))] if model.losses else []
     history = model.fit(x, t, epochs=spec.train_steps, batch_size=len(x), verbose=0,
                         shuffle=False)
     after = dict(zip([w.name for w in weights], get(weights)))
-    result = ctx.check_training(before, after, history.history["loss"])
-    result["details"]["model_losses"] = len(model.losses)
-    return result
+    return before, after, history.history["loss"], reg
