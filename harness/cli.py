@@ -42,6 +42,11 @@ def parser() -> argparse.ArgumentParser:
     _matrix_arg(val)
     plan = sub.add_parser("plan", help="print env x mode runs as JSON (a CI job matrix)")
     _matrix_arg(plan)
+    cov = sub.add_parser("coverage", help="write docs/coverage.md: the documents' claims -> "
+                                          "case variants (docs/claims.yaml)")
+    cov.add_argument("--check", action="store_true",
+                     help="only check that every claim and variant is mapped and the file "
+                          "is current")
     rep = sub.add_parser("report", help="rebuild summary.json and compat.md from a run's records")
     _matrix_arg(rep)
     rep.add_argument("run_dir", help="reports/<run-id>")
@@ -83,6 +88,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "report":
         return _report(args)
+    if args.command == "coverage":
+        from .coverage import main as coverage
+        return coverage(args.check)
     from .pipeline import Options, execute
     return execute(Options(matrix=args.matrix,
                            envs=tuple(e for v in args.env for e in _csv(v)),

@@ -35,7 +35,8 @@ def workdir(tmp_path_factory):
     by_id = {e["id"]: e for e in raw["envs"]}
     tmp = tmp_path_factory.mktemp("matrix")
     raw["settings"].update(envs_dir=os.path.join(ROOT, ".envs"), reports_dir=str(tmp / "reports"))
-    raw["models"][0]["definition"] = os.path.join(ROOT, "models", "mlp.json")
+    for model in raw["models"]:
+        model["definition"] = os.path.join(ROOT, model["definition"])
     raw["envs"] = [
         by_id["tf115"],
         by_id["tf221-tfkeras"],  # compat and tf2
@@ -151,3 +152,84 @@ def test_repro_command_reruns_exactly_one_case(first_run, workdir):
     with open(workdir / "reports" / "it2" / "results.jsonl") as fh:
         ids = [json.loads(line)["case_id"] for line in fh]
     assert ids == ["tf115/tf1/tf1_hub/create/hub.create_module_spec/mlp", CROSS_TF1_HUB]
+
+
+@pytest.fixture(scope="module")
+def served_model(first_run):
+    """A model served the way the TF Hub hosting protocol does (?tf-hub-format=compressed)."""
+    import http.server
+    import io
+    import tarfile
+    import threading
+    _, _, _, run_dir = first_run
+    model = run_dir / "store" / "tf221-tfkeras" / "tf2" / "saved_model" / "mlp" / "model"
+    blob = io.BytesIO()
+    with tarfile.open(fileobj=blob, mode="w:gz") as tar:
+        for path in sorted(model.rglob("*")):
+            tar.add(str(path), arcname=str(path.relative_to(model)), recursive=False)
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            hits.append(self.path)
+            if self.path != "/models/served/1?tf-hub-format=compressed":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-tar")
+            self.end_headers()
+            self.wfile.write(blob.getvalue())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/models/served/1", hits
+    server.shutdown()
+
+
+def test_users_own_models_by_path_and_url(first_run, workdir, served_model):
+    _, _, _, run_dir = first_run
+    url, hits = served_model
+    tf1_hub = run_dir / "store" / "tf115" / "tf1" / "tf1_hub" / "mlp" / "model"
+    proc = harness("run", "--matrix", str(workdir / "matrix.yaml"), "--run-id", "mine",
+                   "--env", "tf115,tf221-tfkeras", "--model", str(tf1_hub), "--model", url)
+    out = workdir / "reports" / "mine"
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(out / "results.jsonl") as fh:
+        records = {r["case_id"]: r for r in map(json.loads, fh)}
+    assert {r["model"] for r in records.values() if r["model_kind"] == "user"} == {
+        "model", "served-v1"}
+    # the reference run is the first env x mode (matrix order) that could import it
+    assert "model model: reference outputs from tf115/tf1" in proc.stdout
+    module = records["tf221-tfkeras/compat/tf1_hub/load/hub.Module/model@tf115/tf1"]
+    assert module["outcome"] == "error" and "has no attribute 'Module'" in module["message"]
+    sig = records["tf221-tfkeras/tf2/tf1_hub/load/hub.load-signatures/model@tf115/tf1"]
+    assert sig["outcome"] == "passed" and sig["max_abs_err"] <= 1e-5
+    assert sig["details"]["signatures"] == ["default", "features", "tokens"]  # strings too
+    # by URL: TF 1.15 cannot read a TF 2.21 model, so the reference is tf221-tfkeras/compat
+    assert records["tf115/tf1/saved_model/create/import/served-v1"]["outcome"] == "error"
+    served = records["tf221-tfkeras/tf2/saved_model/load/signatures/served-v1@"
+                     "tf221-tfkeras/compat"]
+    assert served["outcome"] == "passed", served["message"]
+    tuned = records["tf221-tfkeras/tf2/saved_model/fine_tune/hub.KerasLayer-trainable-fit/"
+                    "served-v1@tf221-tfkeras/compat"]
+    assert tuned["outcome"] == "passed" and tuned["details"]["variables_changed"]
+    assert any(p.endswith("tf-hub-format=compressed") for p in hits)
+    assert any((out / "tfhub_cache").iterdir())  # downloaded into TFHUB_CACHE_DIR
+    with open(out / "summary.json") as fh:
+        summary = json.load(fh)
+    assert {m["model"] for m in summary["user_models"]} == {"model", "served-v1"}
+    assert all(c["attempted"] == 0 for c in summary["cells"])  # not the documents' table
+    assert "## Your model `served-v1`" in (out / "compat.md").read_text()
+
+
+def test_unreadable_user_model_is_one_line(workdir, tmp_path):
+    proc = harness("run", "--matrix", str(workdir / "matrix.yaml"), "--model", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert f"--model {tmp_path}: {tmp_path} is not a SavedModel or TF1 Hub module" in proc.stderr
+    gone = harness("run", "--matrix", str(workdir / "matrix.yaml"), "--model",
+                   "http://127.0.0.1:9/nothing")
+    assert gone.returncode == 2 and "cannot download http://127.0.0.1:9/nothing" in gone.stderr

@@ -137,3 +137,24 @@ def test_cli_unknown_env_is_one_line_exit_2(default_matrix_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
     assert "--env 'tf999' is not in the matrix (known: tf115, tf215-hub015" in proc.stderr
+
+
+def test_every_claim_of_the_documents_maps_to_variants_and_back():
+    from harness import coverage
+    claims = coverage.load_claims()
+    assert coverage.problems(claims, registry.variants()) == []
+    sources = {c["source"] for c in claims}
+    assert {"model-compatibility.en.txt", "tf1-to-tf2-migration.zh.txt",
+            "tf2-saved-model-guide.tr.txt"} <= sources
+    with open(coverage.COVERAGE) as fh:
+        assert fh.read() == coverage.render(claims, registry.variants()), \
+            "docs/coverage.md is stale: run `harness coverage`"
+
+
+def test_a_claim_naming_a_missing_variant_is_reported(tmp_path):
+    from harness import coverage
+    path = tmp_path / "claims.yaml"
+    path.write_text("- {id: x, source: s, quote: q, cases: [saved_model/load/hub.nope]}\n")
+    found = coverage.problems(coverage.load_claims(str(path)), registry.variants())
+    assert "claim x: no variant saved_model/load/hub.nope" in found
+    assert any(p.startswith("variant tf1_hub/load/hub.Module is tied to no claim") for p in found)

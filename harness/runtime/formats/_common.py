@@ -124,9 +124,9 @@ def evaluate(ctx, tensors, sess=None):
     if ctx.rt.graph_mode:
         return sess.run(tensors)
     if isinstance(tensors, dict):
-        return {k: np.asarray(v) for k, v in tensors.items()}
+        return {k: evaluate(ctx, v) for k, v in tensors.items()}
     if isinstance(tensors, (list, tuple)):
-        return [np.asarray(v) for v in tensors]
+        return [evaluate(ctx, v) for v in tensors]
     return np.asarray(tensors)
 
 

@@ -111,8 +111,29 @@ def signatures(ctx):
 
 
 def keras_layer(ctx):
-    """``m = hub.KerasLayer(handle); outputs = m(inputs)``."""
-    return ctx.compare(run_outputs(ctx, lambda: ctx.hub.KerasLayer(ctx.handle)(_inputs(ctx))))
+    """``m = hub.KerasLayer(handle); outputs = m(inputs)``.
+
+    Also what the TF2 guide says of the layer: its weights are not trainable by
+    default, and every application of the same layer object shares them.
+    """
+    seen = {}
+
+    def build():
+        layer = seen["layer"] = ctx.hub.KerasLayer(ctx.handle)
+        first = layer(_inputs(ctx))
+        seen["weights"] = len(layer.weights)
+        return first, layer(_inputs(ctx))
+
+    first, second = run_outputs(ctx, build)
+    layer = seen["layer"]
+    ctx.compare(first)
+    ctx.compare(second, "y", "second application")
+    ctx.expect(len(layer.weights) == seen["weights"],
+               "a second application added weights (%d -> %d): not shared"
+               % (seen["weights"], len(layer.weights)))
+    ctx.expect(not layer.trainable_weights, "hub.KerasLayer(handle) has trainable weights "
+               "by default: %s" % [w.name for w in layer.trainable_weights])
+    return ctx.result(weights=len(layer.weights))
 
 
 def keras_layer_sequential(ctx):

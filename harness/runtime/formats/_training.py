@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from ._common import fresh_graph, keras_fit, local_path
 
 EVERY = ("tf1", "compat", "tf2")
 STDERR_LINES = 15
+# the line a Python traceback ends with: ``[module.]SomeError: message``
+_RAISED = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): ?(.*)$")
 
 
 # ---- Estimator -------------------------------------------------------------------------
@@ -163,18 +166,20 @@ np.savez(out, y=np.asarray(y))
 '''
 
 
-def _child_error(mode, stderr):
+def _child_error(mode, returncode, stderr):
     """An exception of the child's own type (name and module) carrying its stderr tail."""
     lines = [line for line in stderr.splitlines() if line.strip()]
-    last = lines[-1] if lines else "the reload process exited without output"
-    head, sep, message = last.partition(": ")
-    if not sep or " " in head:
-        head, message = "ReloadProcessError", last
+    head, message = "ReloadProcessError", lines[-1] if lines else "exited without output"
+    for line in reversed(lines):
+        found = _RAISED.match(line)
+        if found:
+            head, message = found.group(1), found.group(2)
+            break
     module, _, name = head.rpartition(".")
     etype = type(str(name), (Exception,), {"__module__": module or "builtins"})
     tail = "\n".join(lines[-STDERR_LINES:])
-    return etype("%s\n[raised by hub.load(export_dir)(x) in a fresh %s-mode process; "
-                 "its stderr ends:]\n%s" % (message, mode, tail))
+    return etype("%s\n[raised by hub.load(export_dir)(x) in a fresh %s-mode process, exit "
+                 "status %s; its stderr ends:]\n%s" % (message, mode, returncode, tail))
 
 
 def reload_elsewhere(mode, export_dir, x):
@@ -184,10 +189,9 @@ def reload_elsewhere(mode, export_dir, x):
         inputs, out = os.path.join(work, "x.npz"), os.path.join(work, "y.npz")
         np.savez(inputs, x=x)
         proc = subprocess.run([sys.executable, "-c", _RELOAD, mode, export_dir, inputs, out],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env=dict(os.environ), universal_newlines=True)
+                              capture_output=True, text=True, env=dict(os.environ))
         if proc.returncode != 0:
-            raise _child_error(mode, proc.stderr)
+            raise _child_error(mode, proc.returncode, proc.stderr)
         with np.load(out) as data:
             return data["y"]
     finally:

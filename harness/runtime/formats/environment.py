@@ -113,6 +113,18 @@ def saved_model_save(ctx):
                       same_as_top_level=save is top_save)
 
 
+def _config_option(experimental):
+    """``session_config[.experimental].share_cluster_devices_in_session = True`` (migration
+    guide: needed for Estimator training with parameter servers; not experimental since TF 2.2)."""
+    def run(ctx):
+        config = ctx.v1.ConfigProto()
+        target = config.experimental if experimental else config
+        target.share_cluster_devices_in_session = True
+        return ctx.result(tensorflow=ctx.rt.info["tensorflow"])
+
+    return run
+
+
 def _tiny_saved_model(tf, path):
     """A TF2 SavedModel of ``x -> x * v`` (v = 2.0), saved with ``tf.saved_model.save``."""
 
@@ -204,6 +216,11 @@ def pytest_tfhub_compat_variants():
     checks += [
         _variant("tf.estimator", estimator, "tf.estimator.Estimator"),
         _variant("tf.saved_model.save", saved_model_save, "tf.saved_model.save"),
+        _variant("ConfigProto.experimental.share_cluster_devices_in_session",
+                 _config_option(True),
+                 "session_config.experimental.share_cluster_devices_in_session = True"),
+        _variant("ConfigProto.share_cluster_devices_in_session", _config_option(False),
+                 "session_config.share_cluster_devices_in_session = True  # TF >= 2.2"),
         _variant("hub.KerasLayer-in-tf.keras.Sequential", keras_layer_in_sequential,
                  "tf.keras.Sequential([hub.KerasLayer(handle)])", TF2_ONLY),
         _variant("keras-flavour", keras_flavour_info, "tf.keras  # which Keras"),

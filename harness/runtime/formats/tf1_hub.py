@@ -305,6 +305,8 @@ def module_fine_tune(ctx):
     with fresh_graph(ctx):
         m = hub.Module(ctx.handle, trainable=True, tags={"train"})
         y = m(tf.constant(x))
+        ids = m(tf.constant(ctx.golden(sig_key("tokens", "in", "default"))), signature="tokens",
+                as_dict=True)["ids"]
         reg = tf.losses.get_regularization_losses()
         update_ops = tf.get_collection(tf.GraphKeys.UPDATE_OPS)
         loss = tf.reduce_mean(tf.square(y - t))
@@ -322,6 +324,8 @@ def module_fine_tune(ctx):
             losses = [sess.run([train_op, total])[1] for _ in range(spec.train_steps)]
             after = variable_values(ctx, trained, sess)
             frozen_after = variable_values(ctx, frozen, sess)
+            ids_after = sess.run(ids)
+    ctx.compare(ids_after, sig_key("tokens", "out", "ids"), "vocabulary lookup after training")
     w1 = [v for k, v in before.items() if "w1" in k]
     ctx.expect(len(reg_values) == 1 and np.isclose(reg_values[0], spec.l2_loss(w1[0]),
                                                    rtol=1e-4),
