@@ -17,8 +17,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from .errors import ConfigError
 from .interpreters import find_interpreter, installed_versions
 from .registry import formats as known_formats
-from .usermodels import NAME, user_model
 from .runtime.cases import COLUMN_OF_MODE, MODES, OPERATIONS
+from .usermodels import NAME, user_model
 
 BACKENDS = ("venv",)
 DEVICES = ("cpu", "gpu")

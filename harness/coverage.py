@@ -58,7 +58,8 @@ def load_claims(path: str = CLAIMS) -> list[dict]:
 
 def problems(claims: list[dict], variants: tuple[Variant, ...]) -> list[str]:
     """What makes the mapping incomplete: unknown references, unclaimed variants."""
-    found, used = [], set()
+    found: list[str] = []
+    used: set[tuple[str, str, str]] = set()
     for claim in claims:
         for ref in claim["refs"]:
             matched = ref.variants(variants)

@@ -96,7 +96,7 @@ def load(options: Options) -> Matrix:
     matrix = config.load(options.matrix)
     if not options.models:
         return matrix
-    models = []
+    models: list[config.Model] = []
     for handle in options.models:
         spec = user_model(handle, options.model_format, options.model_inputs,
                           where=f"--model {handle}")

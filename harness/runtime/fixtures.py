@@ -17,7 +17,6 @@ import numpy as np
 from .cases import GOLDEN, MANIFEST
 from .records import CheckFailed
 
-
 DEFAULT_VOCAB = ["hub", "module", "saved", "model", "keras", "layer", "graph", "eager"]
 OOV_TOKEN = "<unknown-word>"
 

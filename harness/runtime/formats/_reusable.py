@@ -104,7 +104,7 @@ def signatures(ctx):
 
     got = run_outputs(ctx, build)
     for name, (_ins, outs) in sorted(sigs.items()):
-        for key, value in sorted(outs.items()):
+        for key in sorted(outs):
             ctx.compare(got[name][key], sig_key(name, "out", key),
                         'signatures["%s"]["%s"]' % (name, key))
     return ctx.result(signatures=sorted(sigs))

@@ -9,13 +9,13 @@
 - ``re-export``: the TF2 guide's "re-exporting the fine-tuning result":
   ``loaded_obj = hub.load(h)``, ``hub.KerasLayer(loaded_obj, trainable=True)``,
   ``Model.fit``, ``tf.saved_model.save(loaded_obj, export_dir)``; the export is then
-  reloaded with ``hub.load`` in a fresh Python process in the same mode and must give
+  reloaded with ``hub.load`` in another Python process in the same mode and must give
   the fine-tuned outputs (and not the original ones).
 """
 from __future__ import annotations
 
+import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -28,8 +28,6 @@ from ._common import fresh_graph, keras_fit, local_path
 
 EVERY = ("tf1", "compat", "tf2")
 STDERR_LINES = 15
-# the line a Python traceback ends with: ``[module.]SomeError: message``
-_RAISED = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): ?(.*)$")
 
 
 # ---- Estimator -------------------------------------------------------------------------
@@ -147,51 +145,87 @@ def _check_estimator(ctx, before, after, checkpoint, reg):
 
 # ---- re-export -------------------------------------------------------------------------
 
-_RELOAD = r'''
-import sys
+_RELOADER = r"""
+import json, sys, traceback
 import numpy as np
-mode, export_dir, inputs, out = sys.argv[1:5]
+mode = sys.argv[1]
 import tensorflow as tf
 if mode == "compat":
     tf = tf.compat.v1
     tf.disable_v2_behavior()
 import tensorflow_hub as hub
-x = np.load(inputs)["x"]
-y = hub.load(export_dir)(tf.constant(x))
-if mode in ("tf1", "compat"):
-    with tf.Session() as sess:
-        sess.run([tf.global_variables_initializer(), tf.tables_initializer()])
-        y = sess.run(y)
-np.savez(out, y=np.asarray(y))
-'''
+for line in sys.stdin:
+    job = json.loads(line)
+    try:
+        x = np.load(job["inputs"])["x"]
+        if mode in ("tf1", "compat"):
+            with tf.Graph().as_default():
+                y = hub.load(job["export_dir"])(tf.constant(x))
+                with tf.Session() as sess:
+                    sess.run([tf.global_variables_initializer(), tf.tables_initializer()])
+                    y = sess.run(y)
+        else:
+            y = hub.load(job["export_dir"])(tf.constant(x))
+        np.savez(job["out"], y=np.asarray(y))
+        answer = {"ok": True}
+    except Exception as exc:
+        etype = type(exc)
+        answer = {"ok": False, "type": etype.__module__ + "." + etype.__name__,
+                  "message": str(exc), "traceback": traceback.format_exc()}
+    sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()
+"""
 
 
-def _child_error(mode, returncode, stderr):
-    """An exception of the child's own type (name and module) carrying its stderr tail."""
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    head, message = "ReloadProcessError", lines[-1] if lines else "exited without output"
-    for line in reversed(lines):
-        found = _RAISED.match(line)
-        if found:
-            head, message = found.group(1), found.group(2)
-            break
-    module, _, name = head.rpartition(".")
-    etype = type(str(name), (Exception,), {"__module__": module or "builtins"})
-    tail = "\n".join(lines[-STDERR_LINES:])
-    return etype("%s\n[raised by hub.load(export_dir)(x) in a fresh %s-mode process, exit "
-                 "status %s; its stderr ends:]\n%s" % (message, mode, returncode, tail))
+class ReloadError(Exception):
+    """``hub.load(export_dir)(x)`` failed in the reloading process (its error inside)."""
+
+
+class _Reloader(object):
+    """One long-lived Python process per pytest worker and mode that never fine-tuned
+    anything: it reloads exports with ``hub.load`` and runs them (importing TF once,
+    not once per case)."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _RELOADER, mode], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self.stderr, env=dict(os.environ),
+            universal_newlines=True)
+
+    def run(self, export_dir, inputs, out):
+        self.proc.stdin.write(json.dumps({"export_dir": export_dir, "inputs": inputs,
+                                          "out": out}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:  # the process died: its stderr says why
+            self.proc.wait()
+            self.stderr.seek(0)
+            tail = [ln for ln in self.stderr.read().decode("utf-8", "replace")
+                    .splitlines() if ln.strip()][-STDERR_LINES:]
+            raise ReloadError("the reloading %s-mode process exited with %s: %s"
+                              % (self.mode, self.proc.returncode, "\n".join(tail)))
+        return json.loads(line)
+
+
+_reloaders = {}
 
 
 def reload_elsewhere(mode, export_dir, x):
-    """``hub.load(export_dir)(x)`` in a fresh Python process (same env, same mode)."""
+    """``hub.load(export_dir)(x)`` in another Python process (same env, same mode)."""
+    reloader = _reloaders.get(mode)
+    if reloader is None or reloader.proc.poll() is not None:
+        reloader = _reloaders[mode] = _Reloader(mode)
     work = tempfile.mkdtemp(prefix="tfhub-compat-reload-")
     try:
         inputs, out = os.path.join(work, "x.npz"), os.path.join(work, "y.npz")
         np.savez(inputs, x=x)
-        proc = subprocess.run([sys.executable, "-c", _RELOAD, mode, export_dir, inputs, out],
-                              capture_output=True, text=True, env=dict(os.environ))
-        if proc.returncode != 0:
-            raise _child_error(mode, proc.returncode, proc.stderr)
+        answer = reloader.run(export_dir, inputs, out)
+        if not answer["ok"]:
+            raise ReloadError("%s: %s\n[raised by hub.load(export_dir)(x) in the reloading "
+                              "process]\n%s" % (answer["type"], answer["message"],
+                                                answer["traceback"]))
         with np.load(out) as data:
             return data["y"]
     finally:
@@ -243,7 +277,7 @@ def re_export(ctx):
     shift = _check_reloaded(ctx, np.asarray(tuned), reloaded)
     return ctx.check_training(before, after, losses, regularization_loss=reg,
                               step_losses=[float(v) for v in losses],
-                              reloaded_in_fresh_process=True, max_shift_from_original=shift)
+                              reloaded_in_another_process=True, max_shift_from_original=shift)
 
 
 def _check_reloaded(ctx, tuned, reloaded):

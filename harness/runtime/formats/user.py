@@ -48,7 +48,8 @@ def make_inputs(tf, specs, seed, batch):
 
 def _call_function(obj):
     """The concrete ``__call__`` for one tensor argument (``training=False`` if traced)."""
-    fns = getattr(getattr(obj, "__call__", None), "concrete_functions", None) or []
+    call = obj.__call__ if callable(obj) else None
+    fns = getattr(call, "concrete_functions", None) or []
     for fn in sorted(fns, key=lambda f: str(f.structured_input_signature)):
         args, kwargs = fn.structured_input_signature
         if args and hasattr(args[0], "dtype") and kwargs.get("training", False) is False \
