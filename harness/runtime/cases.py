@@ -18,7 +18,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Tuple
 
-MODES = ("tf1", "compat", "tf2")
+MODES = ("tf1", "tf1_eager", "compat", "tf2")
+GRAPH_MODES = ("tf1", "compat")
+EAGER_MODES = ("tf1_eager", "tf2")
 OPERATIONS = ("create", "load", "fine_tune")
 # Operations that need no model from a producer: they run in the create stage.
 STANDALONE = ("create", "health")
@@ -28,7 +30,7 @@ ALL_OPERATIONS = OPERATIONS + ("health",)
 KINDS = ("mlp", "my_mul", "user")
 HEALTH_MODEL = "env"
 STAGES = ("create", "consume")
-COLUMN_OF_MODE = {"tf1": "tf1", "compat": "tf1", "tf2": "tf2"}
+COLUMN_OF_MODE = {"tf1": "tf1", "tf1_eager": "tf1", "compat": "tf1", "tf2": "tf2"}
 COLUMN_TITLES = {"tf1": "TF1 / TF1 compat mode in TF2", "tf2": "TF2"}
 MANIFEST = "manifest.json"
 GOLDEN = "golden.npz"

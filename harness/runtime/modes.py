@@ -1,6 +1,8 @@
 """Mode bootstrap: how TensorFlow is driven inside one pytest process.
 
 - ``tf1``: TF 1.x as imported (graph mode).
+- ``tf1_eager``: TF 1.15 with ``tf.compat.v1.enable_eager_execution()`` (the migration guide:
+  the new ``hub.load`` / ``hub.KerasLayer`` API works in TF 1.15 "in eager and graph mode").
 - ``compat``: ``import tensorflow.compat.v1 as tf; tf.disable_v2_behavior()`` in TF2,
   exactly the documents' footnote [1].
 - ``tf2``: TF2 eager.
@@ -49,6 +51,11 @@ def bootstrap(mode, device="cpu", backend="venv"):
     if mode == "tf1":
         if major != 1:
             raise EnvImportError("mode tf1 needs TensorFlow 1.x, found %s" % tf2.__version__)
+        tf = tf2
+    elif mode == "tf1_eager":
+        if major != 1:
+            raise EnvImportError("mode tf1_eager needs TensorFlow 1.x, found %s" % tf2.__version__)
+        tf2.compat.v1.enable_eager_execution()
         tf = tf2
     elif mode == "compat":
         if major < 2:

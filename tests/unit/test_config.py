@@ -39,7 +39,7 @@ def test_default_matrix_is_valid(default_matrix_path):
     assert [e.id for e in m.envs] == ["tf115", "tf215-hub015", "tf215-hub015-setuptools82",
                                       "tf215-hub016", "tf221-keras3",
                                       "tf221-tfkeras"]
-    assert m.env("tf115").modes == ("tf1",)
+    assert m.env("tf115").modes == ("tf1", "tf1_eager")
     assert m.env("tf221-tfkeras").env_vars == (("TF_USE_LEGACY_KERAS", "1"),)
     assert len(m.expectations) == 15  # 2 formats x 3 operations x 2 columns + Keras (TF2)
     assert m.expectation("tf1_hub", "fine_tune", "tf2").documented == "not_supported"
@@ -65,7 +65,7 @@ def test_wrong_type(raw, tmp_path):
 def test_unknown_mode(raw, tmp_path):
     raw["envs"][0]["modes"] = ["tf1", "eager"]
     msg = error_of(raw, tmp_path)
-    assert "envs[0].modes[1]: unknown mode 'eager' (known: tf1, compat, tf2)" in msg
+    assert "envs[0].modes[1]: unknown mode 'eager' (known: tf1, tf1_eager, compat, tf2)" in msg
 
 
 def test_unknown_format_in_expectation(raw, tmp_path):

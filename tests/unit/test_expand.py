@@ -17,7 +17,8 @@ def matrix(default_matrix_path):
 def test_expand_every_env_and_mode(matrix):
     runs = expand(matrix)
     assert [r.key for r in runs] == [
-        "tf115/tf1", "tf215-hub015/compat", "tf215-hub015/tf2", "tf215-hub015-setuptools82/tf2",
+        "tf115/tf1", "tf115/tf1_eager", "tf215-hub015/compat", "tf215-hub015/tf2",
+        "tf215-hub015-setuptools82/tf2",
         "tf215-hub016/compat",
         "tf215-hub016/tf2", "tf221-keras3/compat", "tf221-keras3/tf2", "tf221-tfkeras/compat",
         "tf221-tfkeras/tf2"]

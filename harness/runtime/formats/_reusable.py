@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..cases import EAGER_MODES, MODES
 from ._common import (
     evaluate,
     fresh_graph,
@@ -24,8 +25,8 @@ from ._common import (
 )
 
 SEP = "::"
-EVERY = ("tf1", "compat", "tf2")
-EAGER = ("tf2",)
+EVERY = MODES
+EAGER = EAGER_MODES
 
 
 def sig_key(name, side, arg):

@@ -23,10 +23,11 @@ import tempfile
 
 import numpy as np
 
+from ..cases import MODES
 from ..fixtures import compare
 from ._common import fresh_graph, keras_fit, local_path
 
-EVERY = ("tf1", "compat", "tf2")
+EVERY = MODES
 STDERR_LINES = 15
 
 
@@ -148,17 +149,15 @@ def _check_estimator(ctx, before, after, checkpoint, reg):
 _RELOADER = r"""
 import json, sys, traceback
 import numpy as np
+from harness.runtime.modes import bootstrap
 mode = sys.argv[1]
-import tensorflow as tf
-if mode == "compat":
-    tf = tf.compat.v1
-    tf.disable_v2_behavior()
-import tensorflow_hub as hub
+runtime = bootstrap(mode)
+tf, hub = runtime.tf, runtime.hub
 for line in sys.stdin:
     job = json.loads(line)
     try:
         x = np.load(job["inputs"])["x"]
-        if mode in ("tf1", "compat"):
+        if runtime.graph_mode:
             with tf.Graph().as_default():
                 y = hub.load(job["export_dir"])(tf.constant(x))
                 with tf.Session() as sess:

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from ..cases import Variant
+from ..cases import EAGER_MODES, GRAPH_MODES, MODES, Variant
 from ._common import (
     fresh_graph,
     initialize,
@@ -27,7 +27,7 @@ from ._common import (
 from ._reusable import sig_key
 
 FORMAT = "tf1_hub"
-EVERY, GRAPH = ("tf1", "compat", "tf2"), ("tf1", "compat")
+EVERY, GRAPH = MODES, GRAPH_MODES
 MESSAGE_KEY = "producer"
 SIGNATURES = {"default": (["default"], ["default", "hidden"]),
               "features": (["scale", "x"], ["logits", "scaled"]),
@@ -357,7 +357,7 @@ def pytest_tfhub_compat_variants():
     return [
         Variant(FORMAT, "create", "hub.create_module_spec", EVERY, create_module_spec,
                 "hub.create_module_spec(module_fn, tags_and_args=...); Module.export(path, sess)"),
-        Variant(FORMAT, "create", "hub.create_module_spec-in-tf.Graph", ("tf2",),
+        Variant(FORMAT, "create", "hub.create_module_spec-in-tf.Graph", EAGER_MODES,
                 create_module_spec_in_graph,
                 "with tf.Graph().as_default(): hub.create_module_spec(...)", artifact="ingraph"),
         Variant(FORMAT, "load", "hub.Module", GRAPH, module_load,
