@@ -44,22 +44,6 @@ def signature_goldens(golden):
     return found
 
 
-def record_signatures(tf, obj, golden, evaluate_fn):
-    """Call every serving signature of ``obj`` on golden inputs; add its outputs to ``golden``."""
-    for name in sorted(obj.signatures):
-        fn = obj.signatures[name]
-        inputs = {k: golden[sig_key(name, "in", k)] for k in _input_names(fn)
-                  if sig_key(name, "in", k) in golden}
-        outputs = evaluate_fn(fn(**{k: tf.constant(v) for k, v in inputs.items()}))
-        for key, value in outputs.items():
-            golden[sig_key(name, "out", key)] = np.asarray(value)
-
-
-def _input_names(fn):
-    _args, kwargs = fn.structured_input_signature
-    return sorted(kwargs)
-
-
 def _inputs(ctx):
     return ctx.tf.constant(ctx.golden("x"))
 
