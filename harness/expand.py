@@ -10,6 +10,8 @@ from .errors import UserError
 from .runtime import cases
 from .runtime.cases import STAGES, Case
 
+REPRO = "nox -s matrix -- --case {case_id}"  # the command that re-runs one case
+
 
 @dataclass(frozen=True)
 class EnvRun:
@@ -49,8 +51,12 @@ def expand(matrix: Matrix, envs: tuple[str, ...] = (), modes: tuple[str, ...] = 
 
 def stage_plan(matrix: Matrix, run: EnvRun, stage: str, run_id: str, store: str,
                results_dir: str, select: list[str] | None = None,
-               references: dict[str, list[str]] | None = None) -> dict:
-    """The JSON plan one in-environment pytest process receives."""
+               extra: dict | None = None) -> dict:
+    """The JSON plan one in-environment pytest process receives.
+
+    ``extra`` overrides keys: ``references`` (a user's model -> its reference env x
+    mode) and ``repro`` (the command template, which must name ``--model`` runs' models).
+    """
     assert stage in STAGES
     env = run.env
     return {
@@ -67,8 +73,9 @@ def stage_plan(matrix: Matrix, run: EnvRun, stage: str, run_id: str, store: str,
         "models": [{"name": m.name, "spec": m.spec} for m in matrix.models],
         "tolerance": {"atol": matrix.settings.atol, "rtol": matrix.settings.rtol},
         "select": select,
-        "references": references or {},
-        "repro": "nox -s matrix -- --case {case_id}",
+        "references": {},
+        "repro": REPRO,
+        **(extra or {}),
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from . import config, registry
 from .backends import REPORTED_PACKAGES, Provisioned, ProvisionError, get_backend
 from .config import Matrix
 from .errors import UserError
-from .expand import EnvRun, expand, parse_case_id
+from .expand import REPRO, EnvRun, expand, parse_case_id
 from .report import write_reports
 from .runtime.cases import case_id
 from .runtime.records import INFRA_OUTCOMES
@@ -68,6 +69,7 @@ class Run:
     provisioned: dict[str, Provisioned | ProvisionError] = field(default_factory=dict)
     stages: list[StageResult] = field(default_factory=list)
     references: dict[str, list[str]] = field(default_factory=dict)
+    repro: str = REPRO
 
 
 def execute(options: Options) -> int:
@@ -133,7 +135,15 @@ def start(matrix: Matrix, selection: Selection, options: Options) -> Run:
     os.makedirs(root, exist_ok=True)
     log(f"run {run_id}: {len(set(selection.create + selection.consume))} env x mode, "
         f"reports in {root}")
-    return Run(matrix, selection, run_id, RunPaths(root))
+    run = Run(matrix, selection, run_id, RunPaths(root))
+    if options.models:  # the repro must bring the user's models back
+        flags = [f"--model {shlex.quote(m)}" for m in options.models]
+        if options.model_format != "auto":
+            flags.append(f"--model-format {options.model_format}")
+        if options.model_inputs:
+            flags.append(f"--model-inputs {shlex.quote(options.model_inputs)}")
+        run.repro = f"nox -s matrix -- {' '.join(flags)} --case {{case_id}}"
+    return run
 
 
 def provision(run: Run) -> None:
@@ -160,7 +170,8 @@ def stage(run: Run, name: str, runs: list[EnvRun], select_ids: list[str] | None)
 
     def one(env_run: EnvRun) -> StageResult:
         result = run_stage(run.matrix, env_run, name, run.provisioned[env_run.env.id],
-                           run.paths, run.run_id, select_ids, run.references)
+                           run.paths, run.run_id, select_ids,
+                           {"references": run.references, "repro": run.repro})
         counts = ", ".join(f"{v} {k}" for k, v in sorted(result.counts.items())) or "no cases"
         log(f"[{name}] {env_run.key}: {counts} ({result.seconds:.1f}s)")
         return result
@@ -182,7 +193,7 @@ def choose_references(run: Run) -> None:
     if not users:
         return
     order = {r.key: i for i, r in enumerate(run.selection.create)}
-    for rec in sorted((r for r in read_records(run.paths.records, "create.")
+    for rec in sorted((r for r in read_records(run.paths.records, "create")
                        if r["operation"] == "create" and r["model"] in users
                        and r["outcome"] == "passed"),
                       key=lambda r: order.get(f"{r['env_id']}/{r['mode']}", len(order))):

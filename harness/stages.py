@@ -79,10 +79,9 @@ class StageResult:
 
 def run_stage(matrix: Matrix, run: EnvRun, stage: str, prov: Provisioned | ProvisionError,
               paths: RunPaths, run_id: str, select: list[str] | None = None,
-              references: dict[str, list[str]] | None = None) -> StageResult:
+              extra: dict | None = None) -> StageResult:
     started = time.monotonic()
-    plan = stage_plan(matrix, run, stage, run_id, paths.store, paths.records, select,
-                      references)
+    plan = stage_plan(matrix, run, stage, run_id, paths.store, paths.records, select, extra)
     prefix = plan["prefix"]
     plan_path = os.path.join(paths.sub("plans"), prefix + ".json")
     with open(plan_path, "w") as fh:
@@ -162,8 +161,13 @@ def _pytest(matrix: Matrix, run: EnvRun, prov: Provisioned, plan_path: str, path
 
 
 def read_records(records_dir: str, prefix: str = "") -> list[dict]:
+    """Records of the files ``<prefix>.<worker>.jsonl`` (every file without a prefix).
+
+    A prefix is a whole name part: ``create.tf115.tf1`` never reads ``create.tf115.tf1_eager``.
+    """
     found = []
-    for path in sorted(glob.glob(os.path.join(records_dir, f"{prefix}*.jsonl"))):
+    pattern = f"{prefix}.*.jsonl" if prefix else "*.jsonl"
+    for path in sorted(glob.glob(os.path.join(records_dir, pattern))):
         with open(path) as fh:
             for line in fh:
                 line = line.strip()

@@ -216,6 +216,8 @@ def test_users_own_models_by_path_and_url(first_run, workdir, served_model):
     tuned = records["tf221-tfkeras/tf2/saved_model/fine_tune/hub.KerasLayer-trainable-fit/"
                     "served-v1@tf221-tfkeras/compat"]
     assert tuned["outcome"] == "passed" and tuned["details"]["variables_changed"]
+    assert tuned["repro"] == (f"nox -s matrix -- --model {tf1_hub} --model {url} --case "
+                              f"{tuned['case_id']}")
     assert any(p.endswith("tf-hub-format=compressed") for p in hits)
     assert any((out / "tfhub_cache").iterdir())  # downloaded into TFHUB_CACHE_DIR
     with open(out / "summary.json") as fh:

@@ -82,3 +82,13 @@ def test_unprovisioned_env_becomes_env_error_records(setup):
     assert {r["error_type"] for r in records} == {"ProvisionError"}
     assert all("uv pip install failed: nope" in r["message"] for r in records)
     assert os.path.exists(os.path.join(paths.root, "plans", "create.tf115.tf1.json"))
+
+
+def test_read_records_prefix_is_a_whole_name_part(tmp_path):
+    from harness.runtime.records import RecordWriter
+    for prefix in ("create.tf115.tf1", "create.tf115.tf1_eager", "consume.tf115.tf1"):
+        RecordWriter(str(tmp_path / f"{prefix}.gw0.jsonl")).write({"case_id": prefix})
+    assert [r["case_id"] for r in read_records(str(tmp_path), "create.tf115.tf1")] == [
+        "create.tf115.tf1"]
+    assert len(read_records(str(tmp_path), "create")) == 2
+    assert len(read_records(str(tmp_path))) == 3
