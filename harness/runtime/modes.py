@@ -77,7 +77,7 @@ def bootstrap(mode, device="cpu", backend="venv"):
         "python": platform.python_version(),
         "tensorflow": tf2.__version__,
         "tensorflow_hub": getattr(hub, "__version__", None) if hub is not None else
-        _dist_version("tensorflow-hub"),
+        dist_version("tensorflow-hub"),
         "keras": keras_flavour(tf2),
         "device": device,
         "backend": backend,
@@ -93,13 +93,13 @@ def keras_flavour(tf):
     except Exception as exc:  # Keras itself may fail to import
         return "unavailable (%s)" % type(exc).__name__
     if name.startswith("tf_keras"):
-        return "tf_keras " + str(_dist_version("tf-keras") or _dist_version("tf_keras"))
+        return "tf_keras " + str(dist_version("tf-keras") or dist_version("tf_keras"))
     if name.startswith("keras"):
-        return "keras " + str(_dist_version("keras"))
+        return "keras " + str(dist_version("keras"))
     return "tf.keras " + str(getattr(k, "__version__", "?"))
 
 
-def _dist_version(name):
+def dist_version(name):
     try:
         if sys.version_info >= (3, 8):
             from importlib import metadata

@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from ..cases import MODES, Variant
-from ..modes import _dist_version
+from ..modes import dist_version
 
 FORMAT = "environment"
 OPERATION = "health"
@@ -40,7 +40,7 @@ def _note(ctx, **details):
 def _versions(ctx):
     """The versions every check records: TF (and the mode's module) and the installed hub."""
     return {"tensorflow": ctx.rt.info.get("tensorflow"),
-            "tensorflow_hub": _dist_version("tensorflow-hub"), "mode": ctx.rt.mode}
+            "tensorflow_hub": dist_version("tensorflow-hub"), "mode": ctx.rt.mode}
 
 
 def import_hub(ctx):
@@ -49,7 +49,7 @@ def import_hub(ctx):
     tensorflow_hub 0.13-0.15 import ``pkg_resources`` at import time; with
     setuptools >= 82 (which dropped it) the import fails here.
     """
-    _note(ctx, setuptools=_dist_version("setuptools"), **_versions(ctx))
+    _note(ctx, setuptools=dist_version("setuptools"), **_versions(ctx))
     hub = ctx.rt.hub
     return ctx.result(hub_version=getattr(hub, "__version__", None),
                       hub_file=getattr(hub, "__file__", None))
@@ -62,7 +62,7 @@ def import_pkg_resources(ctx):
     before the import (None when it is not installed), and any warning the
     import gives (setuptools >= 81 announces the removal) is kept in details.
     """
-    _note(ctx, setuptools=_dist_version("setuptools"), python=ctx.rt.info.get("python"))
+    _note(ctx, setuptools=dist_version("setuptools"), python=ctx.rt.info.get("python"))
     already = "pkg_resources" in sys.modules
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -87,8 +87,8 @@ def _hub_attribute(name):
 
 def estimator(ctx):
     """``tf.estimator.Estimator`` in the mode's ``tf`` (TF >= 2.16 has no ``tf.estimator``)."""
-    _note(ctx, tensorflow_estimator=_dist_version("tensorflow-estimator")
-          or _dist_version("tensorflow_estimator"), **_versions(ctx))
+    _note(ctx, tensorflow_estimator=dist_version("tensorflow-estimator")
+          or dist_version("tensorflow_estimator"), **_versions(ctx))
     cls = ctx.tf.estimator.Estimator
     return ctx.result(defined_in=getattr(cls, "__module__", None))
 
@@ -192,7 +192,7 @@ def keras_flavour_info(ctx):
     details = dict(_versions(ctx), keras=ctx.rt.info.get("keras"),
                    tf_keras_layer=_keras_layer_class(ctx.tf),
                    TF_USE_LEGACY_KERAS=os.environ.get("TF_USE_LEGACY_KERAS"),
-                   keras_dist=_dist_version("keras"), tf_keras_dist=_dist_version("tf-keras"))
+                   keras_dist=dist_version("keras"), tf_keras_dist=dist_version("tf-keras"))
     if ctx.rt.hub_error is not None:
         details["hub_keras_layer_base"] = "unavailable (%s)" % type(ctx.rt.hub_error).__name__
     else:
