@@ -130,8 +130,9 @@ def _differences(cells: list[dict[str, Any]]) -> list[str]:
                      f"{(c['documented'] or '').replace('_', ' ')}, observed {c['observed']} "
                      f"{_count_text(c)}")
         for ex in c["examples"]:
-            lines.append(f"  - `{ex['case_id']}`: {ex['outcome']} "
-                         f"`{_esc(ex['error_type'])}`: {_esc(ex['message'])[:240]}")
+            lines.append(f"  - {ex.get('cases', 1)}× {ex['outcome']} "
+                         f"`{_esc(ex['error_type'])}`: {_esc(ex['message'])[:240]} — e.g. "
+                         f"`{ex['case_id']}`")
     lines.append("")
     return lines
 

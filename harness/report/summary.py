@@ -8,6 +8,8 @@ attempts, so they can never turn a cell "unsupported".
 """
 from __future__ import annotations
 
+import re
+from collections import Counter
 from typing import Any
 
 import pandas as pd
@@ -52,6 +54,19 @@ def verdict(documented: str | None, observed: str) -> str:
     return "as_documented" if observed == "unsupported" else "undocumented_support"
 
 
+def _first_line(message: Any) -> str:
+    """A message's first meaningful line, ``0x...`` addresses masked (they differ per case)."""
+    lines = [ln.strip() for ln in str(message or "").strip().splitlines() if ln.strip()]
+    text = lines[0] if lines else ""
+    if len(lines) > 1 and (text.endswith(":") or text.startswith("Exception encountered")):
+        text = lines[-1]  # "in user code:" / Keras's wrapper line -> the line that says why
+        for line in lines[1:]:
+            if re.match(r"^[\w.]*(Error|Exception): ", line):
+                text = line
+                break
+    return re.sub(r"0x[0-9a-f]+", "0x…", text)
+
+
 def _counts(group: pd.DataFrame) -> dict[str, int]:
     vc = group["outcome"].value_counts()
     return {o: int(vc.get(o, 0)) for o in OUTCOMES if int(vc.get(o, 0))}
@@ -88,19 +103,21 @@ def cells(df: pd.DataFrame, matrix: Matrix) -> list[dict[str, Any]]:
     return out
 
 
-def _examples(group: pd.DataFrame, limit: int = 3) -> list[dict[str, Any]]:
-    """A few distinct failures of a cell (error type + first line), with their repro."""
-    bad = group[group["outcome"] != PASSED]
-    seen, out = set(), []
-    for rec in bad.sort_values("case_id").to_dict("records"):
-        first = str(rec.get("message") or "").strip().splitlines()
-        key = (rec.get("api"), rec.get("error_type"), first[0][:200] if first else "")
+def _examples(group: pd.DataFrame, limit: int = 5) -> list[dict[str, Any]]:
+    """The cell's distinct failures (error type + first line, object addresses masked),
+    most frequent first, each with one case and its repro."""
+    bad = group[group["outcome"] != PASSED].sort_values("case_id").to_dict("records")
+    keyed = [((rec.get("error_type"), _first_line(rec.get("message"))[:120]), rec)
+             for rec in bad]
+    counts = Counter(key for key, _ in keyed)
+    out, seen = [], set()
+    for key, rec in sorted(keyed, key=lambda kr: -counts[kr[0]]):  # stable: case_id order
         if key in seen:
             continue
         seen.add(key)
         out.append({"case_id": rec["case_id"], "outcome": rec["outcome"],
-                    "error_type": rec.get("error_type"),
-                    "message": first[0][:300] if first else "", "repro": rec.get("repro")})
+                    "error_type": rec.get("error_type"), "cases": counts[key],
+                    "message": _first_line(rec.get("message"))[:300], "repro": rec.get("repro")})
         if len(out) == limit:
             break
     return out
