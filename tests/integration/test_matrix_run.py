@@ -187,6 +187,7 @@ def served_model(first_run):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}/models/served/1", hits
     server.shutdown()
+    server.server_close()
 
 
 def test_users_own_models_by_path_and_url(first_run, workdir, served_model):

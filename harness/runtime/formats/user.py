@@ -46,6 +46,22 @@ def make_inputs(tf, specs, seed, batch):
     return out
 
 
+def input_specs(tf, fn, name):
+    """``{input name: TensorSpec}`` of a signature function.
+
+    TF 2.x has ``structured_input_signature``; TF 1.15's signature functions have
+    none, but name their inputs (``_arg_keywords``) in the order of ``fn.inputs``.
+    """
+    structured = getattr(fn, "structured_input_signature", None)
+    if structured is not None:
+        return structured[1]
+    names = getattr(fn, "_arg_keywords", None)
+    if not names:
+        raise TypeError("cannot tell the inputs of signature %r: give the model an inputs "
+                        ".npz (--model-inputs)" % name)
+    return {n: tf.TensorSpec(t.shape, t.dtype) for n, t in zip(names, fn.inputs)}
+
+
 def _call_function(obj):
     """The concrete ``__call__`` for one tensor argument (``training=False`` if traced)."""
     call = obj.__call__ if callable(obj) else None
@@ -74,7 +90,7 @@ def import_model(ctx):
         tensors = {}
         for name in names:
             fn = obj.signatures[name]
-            specs = fn.structured_input_signature[1]
+            specs = input_specs(tf, fn, name)
             made = make_inputs(tf, specs, spec.seed, spec.batch)
             feeds[name] = {k: given.get(k, made[k]) for k in specs}
             outs = fn(**{k: tf.constant(v) for k, v in feeds[name].items()})
