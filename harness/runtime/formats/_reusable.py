@@ -88,6 +88,11 @@ def signatures(ctx):
                 for name, (ins, _outs) in sorted(sigs.items())}
 
     got = run_outputs(ctx, build)
+    return compare_signatures(ctx, sigs, got)
+
+
+def compare_signatures(ctx, sigs, got):
+    """Compare ``got[signature][output]`` with every golden output of ``sigs``."""
     for name, (_ins, outs) in sorted(sigs.items()):
         for key in sorted(outs):
             ctx.compare(got[name][key], sig_key(name, "out", key),

@@ -14,7 +14,7 @@ import numpy as np
 from ..cases import Variant
 from . import _reusable
 from ._common import fresh_graph, initialize, keras_fit, prepare_dir, run_outputs, session
-from ._reusable import EVERY, sig_key, signature_goldens
+from ._reusable import EVERY, compare_signatures, sig_key, signature_goldens
 
 USER = ("user",)
 GRAPH = ("tf1", "compat")
@@ -131,10 +131,7 @@ def module_signatures(ctx):
         with session(ctx) as sess:
             initialize(ctx, sess)
             got = sess.run(tensors)
-    for name, (_ins, outs) in sorted(sigs.items()):
-        for key in sorted(outs):
-            ctx.compare(got[name][key], sig_key(name, "out", key), "%s[%r]" % (name, key))
-    return ctx.result(signatures=sorted(sigs))
+    return compare_signatures(ctx, sigs, got)
 
 
 def keras_layer_outputs_as_dict(ctx):
@@ -146,10 +143,7 @@ def keras_layer_outputs_as_dict(ctx):
             {k: ctx.tf.constant(v) for k, v in ins.items()}) for n, (ins, _o) in sigs.items()}
 
     got = run_outputs(ctx, build)
-    for name, (_ins, outs) in sorted(sigs.items()):
-        for key in sorted(outs):
-            ctx.compare(got[name][key], sig_key(name, "out", key), "%s[%r]" % (name, key))
-    return ctx.result(signatures=sorted(sigs))
+    return compare_signatures(ctx, sigs, got)
 
 
 def _check_trained(ctx, before, after, losses):
