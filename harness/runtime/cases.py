@@ -25,9 +25,6 @@ OPERATIONS = ("create", "load", "fine_tune")
 # Operations that need no model from a producer: they run in the create stage.
 STANDALONE = ("create", "health")
 ALL_OPERATIONS = OPERATIONS + ("health",)
-# Model kinds (``kind`` in a model definition): the documents' fixture MLP, the
-# TF2 guide's ``MyMulModel``, and a model a user points the harness at.
-KINDS = ("mlp", "my_mul", "user")
 HEALTH_MODEL = "env"
 STAGES = ("create", "consume")
 COLUMN_OF_MODE = {"tf1": "tf1", "tf1_eager": "tf1", "compat": "tf1", "tf2": "tf2"}
@@ -47,6 +44,8 @@ class Variant:
     modes: Tuple[str, ...]
     run: Callable = field(compare=False, repr=False)
     documented_call: str = ""
+    # model kinds it runs on (a definition's ``kind``): ``mlp`` (the fixture), ``my_mul``
+    # (the TF2 guide's MyMulModel), ``user`` (a model a user points the harness at)
     kinds: Tuple[str, ...] = ("mlp",)
     # a second create variant of a format stores its model as ``<model>.<artifact>``
     artifact: str = ""
