@@ -52,7 +52,7 @@ def _reusable_object(ctx, resource=True):
 
     x_spec = tf.TensorSpec([None, spec.input_dim], tf.float32, name="x")
     call.get_concrete_function(x_spec, training=True)
-    call.get_concrete_function(x_spec, training=False)
+    inference = call.get_concrete_function(x_spec, training=False)
     obj.__call__ = call
 
     @tf.function(input_signature=[x_spec])
@@ -64,7 +64,7 @@ def _reusable_object(ctx, resource=True):
         hidden, logits = forward(x, False)
         return {"hidden": hidden, "logits": logits}
 
-    return obj, {"serving_default": serving, "features": features}
+    return obj, inference, {"serving_default": serving, "features": features}
 
 
 def _save(ctx, resource):
@@ -72,9 +72,12 @@ def _save(ctx, resource):
     out_dir = prepare_dir(case.model_dir)
     x = spec.golden_inputs()
     with fresh_graph(ctx):
-        obj, sigs = _reusable_object(ctx, resource)
-        # the instance attribute: only the loaded object is callable itself
-        tensors = {"y": obj.__call__(tf.constant(x))}
+        obj, inference, sigs = _reusable_object(ctx, resource)
+        # through the traced concrete function: calling ``obj.__call__`` on the goldens
+        # would add a trace for their exact shape, and a restored object with both a
+        # [5, 4] and a [None, 4] trace is dispatched to either, depending on the run
+        # (seen: "Dimension 0 in both shapes must be equal, but are 8 and 5" in compat)
+        tensors = {"y": inference(tf.constant(x))}
         for name, fn in sigs.items():
             for key, value in fn(tf.constant(x)).items():
                 tensors[sig_key(name, "out", key)] = value
