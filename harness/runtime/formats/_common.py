@@ -63,9 +63,6 @@ class Context(object):
         self.errors["max_rel_err"] = max(self.errors["max_rel_err"], max_rel)
         return self.result()
 
-    def compare_golden(self, outputs):
-        return self.compare(outputs, "y")
-
     def result(self, **details):
         """What a variant returns: the worst errors so far and every detail noted."""
         self.details.update(details)

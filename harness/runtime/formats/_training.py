@@ -26,6 +26,7 @@ import numpy as np
 from ..cases import MODES
 from ..fixtures import compare
 from ._common import fresh_graph, keras_fit, local_path
+from ._reusable import check_regularization
 
 EVERY = MODES
 STDERR_LINES = 15
@@ -140,8 +141,7 @@ def _check_estimator(ctx, before, after, checkpoint, reg):
                           "weights" % fresh)
     stale = [n for n in sorted(after) if not np.allclose(checkpoint[n], after[n])]
     ctx.expect(not stale, "the Estimator's checkpoint does not hold the trained %s" % stale)
-    ctx.expect(len(reg) == 1, "model.losses has %d entries, expected the SavedModel's 1 "
-                              "regularization loss" % len(reg))
+    check_regularization(ctx, reg, before, "model.losses")
 
 
 # ---- re-export -------------------------------------------------------------------------

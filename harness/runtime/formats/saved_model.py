@@ -156,14 +156,7 @@ def my_mul_trainable(ctx):
         layer.trainable = True
         return out, list(layer.trainable_weights), list(layer.losses)
 
-    with fresh_graph(ctx):
-        out, weights, losses = build()
-        if ctx.rt.graph_mode:
-            with session(ctx) as sess:
-                initialize(ctx, sess)
-                out, weights, losses = sess.run([out, weights, losses])
-        else:
-            out, weights, losses = evaluate(ctx, [out, weights, losses])
+    out, weights, losses = run_outputs(ctx, build)
     ctx.compare(out, "y", "layer([10., 20.])")
     weights = [float(np.asarray(w)) for w in weights]
     losses = [float(np.asarray(v)) for v in losses]

@@ -151,51 +151,44 @@ def _compare_sig(ctx, name, got, label):
     return ctx.result()
 
 
-def _module_outputs(ctx, build):
-    """Build with a ``hub.Module`` in a fresh graph; run in a Session (TF1 API)."""
-    with fresh_graph(ctx):
-        tensors = build(ctx.v1)
-        with session(ctx) as sess:
-            initialize(ctx, sess)
-            return sess.run(tensors)
-
-
 def module_load(ctx):
     """``m = hub.Module(handle); outputs = m(inputs)`` in a Session."""
-    return ctx.compare(_module_outputs(
-        ctx, lambda tf: ctx.hub.Module(ctx.handle)(tf.constant(ctx.golden("x")))))
+    return ctx.compare(run_outputs(
+        ctx, lambda: ctx.hub.Module(ctx.handle)(ctx.v1.constant(ctx.golden("x")))))
 
 
 def module_signature_as_dict(ctx):
     """``m(dict(x1=..., x2=...), signature="sig", as_dict=True)`` and ``m(x, as_dict=True)``."""
-    def build(tf):
+    def build():
+        tf = ctx.v1
         m = ctx.hub.Module(ctx.handle)
         feed = {k: tf.constant(v) for k, v in _sig_inputs(ctx, "features").items()}
         return (m(feed, signature="features", as_dict=True),
                 m(tf.constant(ctx.golden("x")), as_dict=True))
 
-    features, default = _module_outputs(ctx, build)
+    features, default = run_outputs(ctx, build)
     _compare_sig(ctx, "default", default, "m(x, as_dict=True)")
     return _compare_sig(ctx, "features", features, 'm(..., signature="features")')
 
 
 def module_strings(ctx):
     """String inputs through the vocabulary asset: ``m(tokens, signature="tokens")``."""
-    got = _module_outputs(ctx, lambda tf: ctx.hub.Module(ctx.handle)(
-        tf.constant(ctx.golden(sig_key("tokens", "in", "default"))), signature="tokens",
+    got = run_outputs(ctx, lambda: ctx.hub.Module(ctx.handle)(
+        ctx.v1.constant(ctx.golden(sig_key("tokens", "in", "default"))), signature="tokens",
         as_dict=True))
     return _compare_sig(ctx, "tokens", got, 'm(tokens, signature="tokens")')
 
 
 def module_train_tags(ctx):
     """``hub.Module(handle, tags={"train"})``: the train graph (batch statistics, dropout)."""
-    def build(tf):
+    def build():
+        tf = ctx.v1
         m = ctx.hub.Module(ctx.handle, tags={"train"})
         return (m(tf.constant(ctx.golden("x"))),
                 m(tf.constant(ctx.golden(sig_key("tokens", "in", "default"))),
                   signature="tokens", as_dict=True))
 
-    train_out, tokens = _module_outputs(ctx, build)
+    train_out, tokens = run_outputs(ctx, build)
     _compare_sig(ctx, "tokens", tokens, "train graph tokens")
     ctx.expect(train_out.shape == ctx.golden("y").shape, "train graph output shape %s"
                % (train_out.shape,))

@@ -121,17 +121,13 @@ def module_signatures(ctx):
     """``m = hub.Module(handle); m(inputs, signature=sig, as_dict=True)`` for every signature."""
     sigs = signature_goldens(ctx.golden())
 
-    def build(tf):
+    def build():
         m = ctx.hub.Module(ctx.handle)
-        return {n: m({k: tf.constant(v) for k, v in ins.items()}, signature=n, as_dict=True)
+        return {n: m({k: ctx.v1.constant(v) for k, v in ins.items()}, signature=n,
+                     as_dict=True)
                 for n, (ins, _o) in sigs.items()}
 
-    with fresh_graph(ctx):
-        tensors = build(ctx.v1)
-        with session(ctx) as sess:
-            initialize(ctx, sess)
-            got = sess.run(tensors)
-    return compare_signatures(ctx, sigs, got)
+    return compare_signatures(ctx, sigs, run_outputs(ctx, build))
 
 
 def keras_layer_outputs_as_dict(ctx):
