@@ -3,7 +3,10 @@
 1. provisioning: a fresh install (uv, its cache warm) vs reusing the install;
 2. one consume stage (every model of two producers): pytest-xdist ``-n 2`` vs ``-n 0``;
 3. the consume stage of two env x mode: one after another with ``-n 2`` each vs both at
-   once with ``-n 1`` each (the default: ``settings.parallel: 2, workers: 1``).
+   once with ``-n 1`` each (the default: ``settings.parallel: 2, workers: 1``);
+4. the hub server (``harness.hubserver``) on a ~200 MB model: the first compressed GET
+   (archive build + transfer), then downloads of the built archive from the hub server vs
+   the same file from ``python -m http.server`` on loopback (``--only server`` runs it alone).
 """
 from __future__ import annotations
 
@@ -11,8 +14,13 @@ import argparse
 import dataclasses
 import os
 import shutil
+import socket
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 
 from . import config
 from .backends import Provisioned, ProvisionError
@@ -28,7 +36,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--matrix", default="matrix.yaml")
     p.add_argument("--env", default="tf221-tfkeras", help="env whose tf2 mode is measured")
     p.add_argument("--producer", default="tf115", help="second producer env (first mode)")
+    p.add_argument("--only", choices=("matrix", "server"),
+                   help="run only the matrix parts (1-3) or only the hub server part (4)")
+    p.add_argument("--server-mb", type=int, default=200, metavar="MB",
+                   help="size of the hub server part's model (default: 200)")
     args = p.parse_args(argv)
+    if args.only != "server":
+        _bench_matrix(args)
+    if args.only != "matrix":
+        _bench_server(args.server_mb)
+    return 0
+
+
+def _bench_matrix(args: argparse.Namespace) -> None:
+    """Parts 1-3: provisioning reuse, xdist workers, parallel stages."""
     matrix = config.load(args.matrix)
     env = matrix.env(args.env)
     tmp = tempfile.mkdtemp(prefix="tfhub-bench-")
@@ -80,7 +101,96 @@ def main(argv: list[str] | None = None) -> int:
         print(f"parallel 2 x -n 1 vs parallel 1 x -n 2: {sched[1] / sched[2]:.2f}x faster")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+
+
+def _make_big_model(root: str, size_mb: int) -> int:
+    """A model root of ~size_mb MB of random bytes (incompressible, like trained weights)."""
+    os.makedirs(os.path.join(root, "variables"))
+    with open(os.path.join(root, "saved_model.pb"), "wb") as fh:
+        fh.write(os.urandom(64 * 1024))
+    with open(os.path.join(root, "variables", "variables.index"), "wb") as fh:
+        fh.write(os.urandom(4 * 1024))
+    with open(os.path.join(root, "variables", "variables.data-00000-of-00001"), "wb") as fh:
+        for _ in range(size_mb):
+            fh.write(os.urandom(1 << 20))
+    return sum(os.path.getsize(os.path.join(d, n)) for d, _, ns in os.walk(root) for n in ns)
+
+
+def _download(url: str) -> tuple[int, float]:
+    """(bytes, seconds) of one GET read with urllib in 1 MiB chunks."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    t0 = time.monotonic()
+    got = 0
+    with opener.open(url, timeout=600) as resp:
+        while True:
+            chunk = resp.read(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+    return got, time.monotonic() - t0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _http_server(directory: str) -> tuple[subprocess.Popen, str]:
+    """``python -m http.server`` on loopback serving ``directory``, once it answers."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
+                             "--directory", directory, str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("python -m http.server did not start")
+            time.sleep(0.05)
+
+
+def _rates(label: str, url: str, runs: int) -> float:
+    """Download ``url`` ``runs`` times; print each MB/s; return the median MB/s."""
+    rates = []
+    for i in range(runs):
+        size, seconds = _download(url)
+        rates.append(size / 1e6 / seconds)
+        print(f"  {label} download {i + 1}: {size / 1e6:.0f} MB in {seconds:.2f}s "
+              f"= {rates[-1]:.0f} MB/s")
+    return statistics.median(rates)
+
+
+def _bench_server(size_mb: int, runs: int = 3) -> None:
+    """Part 4: the hub server's archive build and download throughput vs http.server."""
+    from .hubserver import HubServer
+    tmp = tempfile.mkdtemp(prefix="tfhub-bench-server-")
+    try:
+        model = os.path.join(tmp, "model")
+        total = _make_big_model(model, size_mb)
+        print(f"hub server: model root of {total / 1e6:.0f} MB (random bytes)")
+        with HubServer(dirs={"big": model}, cache_dir=os.path.join(tmp, "cache")) as srv:
+            url = srv.url + "/big?tf-hub-format=compressed"
+            size, seconds = _download(url)
+            print(f"  first compressed GET (archive build + transfer): {size / 1e6:.0f} MB in "
+                  f"{seconds:.2f}s = {size / 1e6 / seconds:.0f} MB/s")
+            hub_rate = _rates("hub server", url, runs)
+            archives = srv.archives.directory if srv.archives else ""
+            (name,) = os.listdir(archives)
+            proc, base = _http_server(archives)
+            try:
+                plain_rate = _rates("python -m http.server", f"{base}/{name}", runs)
+            finally:
+                proc.terminate()
+                proc.wait(30)
+        print(f"hub server vs python -m http.server (median of {runs}, same tarball): "
+              f"{hub_rate:.0f} vs {plain_rate:.0f} MB/s -> {hub_rate / plain_rate:.2f}x")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

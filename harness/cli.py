@@ -50,6 +50,21 @@ def parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="rebuild summary.json and compat.md from a run's records")
     _matrix_arg(rep)
     rep.add_argument("run_dir", help="reports/<run-id>")
+    srv = sub.add_parser("serve", help="serve models over the TF Hub hosting protocol "
+                                       "(hub.load(url) of a local server) until Ctrl-C")
+    srv.add_argument("--store", metavar="DIR",
+                     help="model store served at / (default: reports/latest/store if it exists)")
+    srv.add_argument("--dir", action="append", default=[], metavar="NAME=PATH",
+                     help="also serve PATH (a model or a directory of models) at /NAME/ "
+                          "(repeatable)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                                                         "(default: 127.0.0.1)")
+    srv.add_argument("--port", default="0", help="port (default: 0, any free port)")
+    srv.add_argument("--cache", metavar="DIR",
+                     help="where built archives are kept (default: a temporary directory)")
+    srv.add_argument("--faults", action="store_true",
+                     help="honour ?fault=404|not-tar|truncated|nested|symlink|slow")
+    srv.add_argument("--log", metavar="FILE", help="append every request as a JSON line")
     return p
 
 
@@ -73,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        from .hubserver import serve_command
+        return serve_command(args)
     from . import config
     if args.command == "validate":
         matrix = config.load(args.matrix)
