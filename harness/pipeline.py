@@ -2,12 +2,15 @@
 
 load → validate → expand → provision → create → consume → collect → report
 
+(the consume stage runs with the hub server serving the model store: handle cases)
+
 Each step is a typed function of the previous results; ``execute`` runs them in
 order.  An environment that cannot be provisioned becomes ``env_error`` records
 and the run goes on; every record is on disk as soon as its case finishes.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -18,13 +21,14 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from . import config, registry
 from .backends import REPORTED_PACKAGES, Provisioned, ProvisionError, get_backend
 from .config import Matrix
 from .errors import UserError
 from .expand import REPRO, EnvRun, expand, parse_case_id
+from .hubserver import HubServer
 from .report import write_reports
 from .runtime.cases import case_id
 from .runtime.records import INFRA_OUTCOMES
@@ -70,6 +74,7 @@ class Run:
     stages: list[StageResult] = field(default_factory=list)
     references: dict[str, list[str]] = field(default_factory=dict)
     repro: str = REPRO
+    hub_url: str | None = None  # the hub server serving this run's store (consume stage)
 
 
 def execute(options: Options) -> int:
@@ -80,7 +85,8 @@ def execute(options: Options) -> int:
     try:
         stage(run, "create", run.selection.create, run.selection.create_ids)
         choose_references(run)
-        stage(run, "consume", run.selection.consume, run.selection.consume_ids)
+        with serve_store(run):
+            stage(run, "consume", run.selection.consume, run.selection.consume_ids)
     except KeyboardInterrupt:
         interrupt_all()
         log("interrupted: writing the report of what was measured so far")
@@ -171,7 +177,8 @@ def stage(run: Run, name: str, runs: list[EnvRun], select_ids: list[str] | None)
     def one(env_run: EnvRun) -> StageResult:
         result = run_stage(run.matrix, env_run, name, run.provisioned[env_run.env.id],
                            run.paths, run.run_id, select_ids,
-                           {"references": run.references, "repro": run.repro})
+                           {"references": run.references, "repro": run.repro,
+                            "hub_url": run.hub_url})
         counts = ", ".join(f"{v} {k}" for k, v in sorted(result.counts.items())) or "no cases"
         log(f"[{name}] {env_run.key}: {counts} ({result.seconds:.1f}s)")
         return result
@@ -184,6 +191,24 @@ def stage(run: Run, name: str, runs: list[EnvRun], select_ids: list[str] | None)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def serve_store(run: Run) -> Iterator[None]:
+    """The hub server over this run's model store, for the consume stage's handle cases.
+
+    Faults are enabled (the cases ask for them per request); every request is logged
+    to ``reports/<run-id>/hubserver.jsonl`` as it finishes.
+    """
+    os.makedirs(run.paths.store, exist_ok=True)
+    with HubServer(store=run.paths.store, faults=True,
+                   log_path=os.path.join(run.paths.root, "hubserver.jsonl")) as server:
+        run.hub_url = server.url
+        log(f"hub server: {server.url}/ serves {run.paths.store}")
+        try:
+            yield
+        finally:
+            run.hub_url = None
 
 
 def choose_references(run: Run) -> None:

@@ -133,6 +133,9 @@ def _pytest(matrix: Matrix, run: EnvRun, prov: Provisioned, plan_path: str, path
            if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "TF_USE_LEGACY_KERAS")}
     env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONDONTWRITEBYTECODE="1",
                TFHUB_CACHE_DIR=paths.sub("tfhub_cache"))
+    loopback = "127.0.0.1,localhost"  # the hub server: never through a proxy
+    env["NO_PROXY"] = env["no_proxy"] = ",".join(
+        v for v in (env.get("NO_PROXY") or env.get("no_proxy"), loopback) if v)
     if run.env.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     env.update(dict(run.env.env_vars))

@@ -21,10 +21,14 @@ from typing import Callable, Tuple
 MODES = ("tf1", "tf1_eager", "compat", "tf2")
 GRAPH_MODES = ("tf1", "compat")
 EAGER_MODES = ("tf1_eager", "tf2")
-OPERATIONS = ("create", "load", "fine_tune")
+OPERATIONS = ("create", "load", "fine_tune")  # the documents' table rows
+# ``download``: the hosting protocol (cache, TFHUB_MODEL_LOAD_FORMAT, redirects, faults),
+# checked on models served by the harness's own hub server (``harness.hubserver``).
+DOWNLOAD = "download"
 # Operations that need no model from a producer: they run in the create stage.
 STANDALONE = ("create", "health")
-ALL_OPERATIONS = OPERATIONS + ("health",)
+ALL_OPERATIONS = OPERATIONS + (DOWNLOAD, "health")
+URL_SUFFIX = "-url"  # a load / fine-tune variant run on a handle URL, not a directory
 HEALTH_MODEL = "env"
 STAGES = ("create", "consume")
 COLUMN_OF_MODE = {"tf1": "tf1", "tf1_eager": "tf1", "compat": "tf1", "tf2": "tf2"}
@@ -51,6 +55,15 @@ class Variant:
     artifact: str = ""
     # a capability the model's manifest must list (a user's model may lack ``call``)
     needs: str = ""
+    # only the definition's own model (``mlp``), not its ``<model>.<artifact>`` siblings
+    base_only: bool = False
+    # producers whose models it consumes: ``all``, or ``one`` per (format, model): the
+    # consumer's own, else one made by another mode of its env (none: no case)
+    producers: str = "all"
+
+    @property
+    def via(self):
+        return via(self.operation, self.api)
 
     def produces(self, model):
         """The stored model name a create variant makes from ``model``."""
@@ -76,9 +89,18 @@ class Case:
         return COLUMN_OF_MODE[self.mode]
 
     @property
+    def via(self):
+        return via(self.operation, self.api)
+
+    @property
     def case_id(self):
         return case_id(self.env_id, self.mode, self.format, self.operation, self.api,
                        self.model, self.producer_env, self.producer_mode)
+
+
+def via(operation, api):
+    """How a case reaches its model: ``url`` (the hosting protocol) or ``path``."""
+    return "url" if operation == DOWNLOAD or api.endswith(URL_SUFFIX) else "path"
 
 
 def case_id(env_id, mode, fmt, operation, api, model, producer_env, producer_mode):
@@ -156,7 +178,9 @@ def plan_cases(plan, variants):
                     model_dir(plan["store"], env_id, mode, v.format, name), kind))
     elif stage == "consume":
         references = plan.get("references") or {}
-        for manifest in read_manifests(plan["store"]):
+        manifests = read_manifests(plan["store"])
+        chosen = _one_producer(manifests, env_id, mode)
+        for manifest in manifests:
             producer = manifest["producer"]
             kind = manifest.get("spec", {}).get("kind", "mlp")
             if kind == "user" and references.get(manifest["model"]) != \
@@ -166,7 +190,12 @@ def plan_cases(plan, variants):
             for v in variants:
                 if (v.format == manifest["format"] and v.operation not in STANDALONE
                         and mode in v.modes and kind in v.kinds
-                        and (not v.needs or caps is None or v.needs in caps)):
+                        and (not v.needs or caps is None or v.needs in caps)
+                        and (v.via != "url" or plan.get("hub_url"))
+                        and (not v.base_only or manifest["model"] == base_model(
+                            manifest["model"]))
+                        and (v.producers == "all" or chosen.get(
+                            (manifest["format"], manifest["model"])) is manifest)):
                     cases.append(Case(
                         "consume", env_id, mode, v.format, v.operation, v.api,
                         manifest["model"], producer["env_id"], producer["mode"],
@@ -181,6 +210,18 @@ def plan_cases(plan, variants):
     cases.sort(key=lambda c: (c.operation != "health", c.format, order[c.operation], c.api,
                               c.model, c.producer_env, c.producer_mode))
     return cases
+
+
+def _one_producer(manifests, env_id, mode):
+    """{(format, model): manifest} made in the consumer's env (its own mode first): a model
+    the consumer can read, whatever it concludes about other producers."""
+    chosen = {}
+    for manifest in manifests:
+        key = (manifest["format"], manifest["model"])
+        producer = manifest["producer"]
+        if producer["env_id"] == env_id and (key not in chosen or producer["mode"] == mode):
+            chosen[key] = manifest
+    return chosen
 
 
 def find_variant(variants, case, kind="mlp"):

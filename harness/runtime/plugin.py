@@ -140,7 +140,7 @@ def run_case(case, plan, runtime, variants):
     if variant is None:  # a harness bug, not a compatibility result: keep the traceback
         raise LookupError("no plugin provides %s" % (case.case_id,))
     ctx = Context(case, runtime, spec_for(spec) if spec else None, plan.get("tolerance", {}),
-                  manifest)
+                  manifest, plan.get("hub_url"))
     fields = {"outcome": PASSED}
     result = {}
     try:

@@ -10,6 +10,8 @@ import json
 import os
 import traceback
 
+from .cases import via
+
 SCHEMA_VERSION = 1
 
 PASSED = "passed"
@@ -29,7 +31,7 @@ FIELDS = (
     "python", "tensorflow", "tensorflow_hub", "keras", "device", "backend",
     "format", "operation", "api", "model", "producer_env", "producer_mode",
     "outcome", "error_type", "message", "traceback", "duration_s",
-    "max_abs_err", "max_rel_err", "details", "repro", "model_kind",
+    "max_abs_err", "max_rel_err", "details", "repro", "model_kind", "via",
 )
 
 TRACEBACK_LINES = 40
@@ -56,6 +58,7 @@ def make_record(case, env_info, **fields):
         producer_env=case.producer_env,
         producer_mode=case.producer_mode,
         model_kind=case.kind or None,
+        via=via(case.operation, case.api),
         details={},
     )
     rec.update(env_info)

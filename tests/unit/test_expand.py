@@ -106,6 +106,40 @@ def test_plan_cases_create_and_consume(matrix, tmp_path):
     assert selected == [consume[0]]
 
 
+def test_handle_cases_need_a_hub_url_take_base_models_and_one_producer(matrix, tmp_path):
+    runs = {r.key: r for r in expand(matrix)}
+    variants = registry.variants()
+    for env, mode in (("tf115", "tf1"), ("tf221-keras3", "tf2"), ("tf221-tfkeras", "tf2")):
+        _manifest(tmp_path, env, mode, "saved_model")
+    _manifest(tmp_path, "tf115", "tf1", "saved_model", "mlp.refvars")
+    plan = stage_plan(matrix, runs["tf221-tfkeras/tf2"], "consume", "r", str(tmp_path),
+                      str(tmp_path))
+    assert not [c for c in plan_cases(plan, variants) if c.api.endswith("-url")
+                or c.operation == "download"]  # no server, no handle cases
+    cases = plan_cases(dict(plan, hub_url="http://127.0.0.1:1"), variants)
+    url = {(c.api, c.producer_env) for c in cases if c.api.endswith("-url")}
+    assert ("hub.KerasLayer-trainable-fit-url", "tf115") in url
+    assert ("hub.load-url", "tf221-keras3") in url
+    assert not [c for c in cases if c.api.endswith("-url") and c.model != "mlp"]
+    download = [c for c in cases if c.operation == "download"]
+    assert {(c.producer_env, c.producer_mode, c.model) for c in download} == {
+        ("tf221-tfkeras", "tf2", "mlp")}  # its own model, once
+    assert {c.api for c in download} >= {"cache-TFHUB_CACHE_DIR", "fault-truncated",
+                                         "redirect-308", "two-processes-one-download",
+                                         "TFHUB_MODEL_LOAD_FORMAT-UNCOMPRESSED"}
+    other = plan_cases(dict(stage_plan(matrix, runs["tf215-hub016/tf2"], "consume", "r",
+                                       str(tmp_path), str(tmp_path)),
+                            hub_url="http://127.0.0.1:1"), variants)
+    assert not [c for c in other if c.operation == "download"]  # it made nothing itself
+    _manifest(tmp_path, "tf215-hub016", "compat", "saved_model")
+    other = plan_cases(dict(stage_plan(matrix, runs["tf215-hub016/tf2"], "consume", "r",
+                                       str(tmp_path), str(tmp_path)),
+                            hub_url="http://127.0.0.1:1"), variants)
+    assert {(c.producer_env, c.producer_mode) for c in other if c.operation == "download"} == {
+        ("tf215-hub016", "compat")}  # another mode of its env
+    assert {c.via for c in cases} == {"path", "url"}
+
+
 def test_user_models_are_consumed_from_their_reference_only(matrix, tmp_path):
     runs = {r.key: r for r in expand(matrix)}
     user = {"kind": "user", "format": "saved_model", "handle": "/m", "name": "mine"}

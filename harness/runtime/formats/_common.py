@@ -16,12 +16,16 @@ class Context(object):
     """Everything a variant body needs; built once per case by the plugin.
 
     ``handle`` is what the documents call ``handle``: the stored model directory,
-    or a user's directory / URL.  ``compare`` may be called several times in one
-    case (several signatures or outputs): the worst error is what gets recorded.
+    or a user's directory / URL, or ``url`` when a case sets it (the same model
+    served by the harness's hub server at ``hub_url``).  ``compare`` may be called
+    several times in one case (several signatures or outputs): the worst error is
+    what gets recorded.
     """
 
-    def __init__(self, case, runtime, spec, tolerance, manifest=None):
+    def __init__(self, case, runtime, spec, tolerance, manifest=None, hub_url=None):
         self.case = case
+        self.hub_url = hub_url
+        self.url = None
         self.rt = runtime
         self.tf = runtime.tf
         self.v1 = runtime.tf.compat.v1
@@ -39,7 +43,8 @@ class Context(object):
 
     @property
     def handle(self):
-        return self.manifest.get("handle") or os.path.join(self.case.model_dir, MODEL_SUBDIR)
+        return (self.url or self.manifest.get("handle")
+                or os.path.join(self.case.model_dir, MODEL_SUBDIR))
 
     @property
     def what(self):

@@ -14,11 +14,8 @@
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
 import numpy as np
@@ -26,10 +23,10 @@ import numpy as np
 from ..cases import MODES
 from ..fixtures import compare
 from ._common import fresh_graph, keras_fit, local_path
+from ._elsewhere import load_elsewhere
 from ._reusable import check_regularization
 
 EVERY = MODES
-STDERR_LINES = 15
 
 
 # ---- Estimator -------------------------------------------------------------------------
@@ -146,91 +143,6 @@ def _check_estimator(ctx, before, after, checkpoint, reg):
 
 # ---- re-export -------------------------------------------------------------------------
 
-_RELOADER = r"""
-import json, sys, traceback
-import numpy as np
-from harness.runtime.modes import bootstrap
-mode = sys.argv[1]
-runtime = bootstrap(mode)
-tf, hub = runtime.tf, runtime.hub
-for line in sys.stdin:
-    job = json.loads(line)
-    try:
-        x = np.load(job["inputs"])["x"]
-        if runtime.graph_mode:
-            with tf.Graph().as_default():
-                y = hub.load(job["export_dir"])(tf.constant(x))
-                with tf.Session() as sess:
-                    sess.run([tf.global_variables_initializer(), tf.tables_initializer()])
-                    y = sess.run(y)
-        else:
-            y = hub.load(job["export_dir"])(tf.constant(x))
-        np.savez(job["out"], y=np.asarray(y))
-        answer = {"ok": True}
-    except Exception as exc:
-        etype = type(exc)
-        answer = {"ok": False, "type": etype.__module__ + "." + etype.__name__,
-                  "message": str(exc), "traceback": traceback.format_exc()}
-    sys.stdout.write(json.dumps(answer) + "\n")
-    sys.stdout.flush()
-"""
-
-
-class ReloadError(Exception):
-    """``hub.load(export_dir)(x)`` failed in the reloading process (its error inside)."""
-
-
-class _Reloader(object):
-    """One long-lived Python process per pytest worker and mode that never fine-tuned
-    anything: it reloads exports with ``hub.load`` and runs them (importing TF once,
-    not once per case)."""
-
-    def __init__(self, mode):
-        self.mode = mode
-        self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _RELOADER, mode], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self.stderr, env=dict(os.environ),
-            universal_newlines=True)
-
-    def run(self, export_dir, inputs, out):
-        self.proc.stdin.write(json.dumps({"export_dir": export_dir, "inputs": inputs,
-                                          "out": out}) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:  # the process died: its stderr says why
-            self.proc.wait()
-            self.stderr.seek(0)
-            tail = [ln for ln in self.stderr.read().decode("utf-8", "replace")
-                    .splitlines() if ln.strip()][-STDERR_LINES:]
-            raise ReloadError("the reloading %s-mode process exited with %s: %s"
-                              % (self.mode, self.proc.returncode, "\n".join(tail)))
-        return json.loads(line)
-
-
-_reloaders = {}
-
-
-def reload_elsewhere(mode, export_dir, x):
-    """``hub.load(export_dir)(x)`` in another Python process (same env, same mode)."""
-    reloader = _reloaders.get(mode)
-    if reloader is None or reloader.proc.poll() is not None:
-        reloader = _reloaders[mode] = _Reloader(mode)
-    work = tempfile.mkdtemp(prefix="tfhub-compat-reload-")
-    try:
-        inputs, out = os.path.join(work, "x.npz"), os.path.join(work, "y.npz")
-        np.savez(inputs, x=x)
-        answer = reloader.run(export_dir, inputs, out)
-        if not answer["ok"]:
-            raise ReloadError("%s: %s\n[raised by hub.load(export_dir)(x) in the reloading "
-                              "process]\n%s" % (answer["type"], answer["message"],
-                                                answer["traceback"]))
-        with np.load(out) as data:
-            return data["y"]
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
 def _initialize_loaded(ctx):
     """Graph modes: ``hub.load`` made variables (the trainable ones and e.g. a
     Checkpoint's ``save_counter``) that must be initialized (restored from the
@@ -270,7 +182,7 @@ def re_export(ctx):
             tuned = tf.keras.backend.batch_get_value(
                 [hub_layer(tf.constant(xg), training=False)])[0]
             _save_trained(ctx, loaded_obj, export_dir)
-        reloaded = reload_elsewhere(ctx.rt.mode, export_dir, xg)
+        reloaded = load_elsewhere(ctx.rt.mode, export_dir, xg)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     shift = _check_reloaded(ctx, np.asarray(tuned), reloaded)
