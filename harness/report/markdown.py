@@ -40,6 +40,7 @@ def render(summary: dict[str, Any]) -> str:
     lines += _differences(summary["cells"])
     lines += _env_table(summary)
     lines += _health_table(summary.get("health", []))
+    lines += _downloads_table(summary.get("downloads", []))
     lines += _user_models(summary.get("user_models", []))
     return "\n".join(lines).rstrip() + "\n"
 
@@ -73,6 +74,46 @@ def _health_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines + ([""] if failures else [])
 
 
+def _downloads_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The hosting protocol per env x mode: cache, load formats, redirects, faults."""
+    if not rows:
+        return []
+    checks = sorted({c for r in rows for c in r["checks"]}, key=_check_rank)
+    lines = ["## By handle: download, cache, redirects and faults (all formats)", "",
+             "| env / mode | " + " | ".join(f"`{c}`" for c in checks) + " |",
+             "|---|" + "---|" * len(checks)]
+    problems: dict[tuple, list[str]] = {}
+    reports: dict[tuple, int] = {}
+    for r in rows:
+        cells = [r["checks"].get(c) for c in checks]
+        lines.append(f"| {r['env_id']} / {r['mode']} | " + " | ".join(
+            "" if c is None else f"{MARK[c['observed']]} {_count_text(c)}" for c in cells)
+            + " |")
+        for check, c in r["checks"].items():
+            for ex in c["examples"]:
+                key = (check, ex["outcome"], ex["error_type"], ex["message"][:200])
+                problems.setdefault(key, []).append(f"{r['env_id']}/{r['mode']}")
+            for rep in c.get("library_reports", []):
+                reports[(check, rep["message"][:200])] = \
+                    reports.get((check, rep["message"][:200]), 0) + rep["cases"]
+    lines.append("")
+    for (check, outcome, etype, message), envs in sorted(
+            problems.items(), key=lambda kv: _check_rank(kv[0][0])):
+        lines.append(f"- `{check}` in {', '.join(envs)}: {outcome} `{_esc(etype)}`: "
+                     f"{_esc(message)}")
+    if reports:
+        lines += ["", "What the library reported on the faulty first attempt "
+                      "(the retry then loaded the model):", ""]
+        for (check, message), n in sorted(reports.items(), key=lambda kv: _check_rank(kv[0][0])):
+            lines.append(f"- `{check}` ({n}×): {_esc(message)}")
+    return lines + [""]
+
+
+def _check_rank(check: str) -> tuple[int, str]:
+    order = ("cache", "TFHUB_MODEL_LOAD_FORMAT", "redirect", "fault", "two-processes")
+    return (next((i for i, p in enumerate(order) if check.startswith(p)), len(order)), check)
+
+
 def _user_models(models: list[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
     for m in models:
@@ -98,7 +139,9 @@ def _user_models(models: list[dict[str, Any]]) -> list[str]:
 
 def _documents_table(cells: list[dict[str, Any]]) -> list[str]:
     lines = ["## The documents' table: documented vs observed", "",
-             "Cell: documented claim → observed level (passed/attempted cases) → verdict.", ""]
+             "Cell: documented claim → observed level (passed/attempted cases) → verdict; "
+             "\"by handle\": the documents' calls on the model's URL, downloaded from the "
+             "harness's hub server.", ""]
     by_format: dict[str, list[dict[str, Any]]] = {}
     for cell in cells:
         by_format.setdefault(cell["format"], []).append(cell)
@@ -112,8 +155,13 @@ def _documents_table(cells: list[dict[str, Any]]) -> list[str]:
             for col, _ in titles:
                 c = next(x for x in fcells if x["operation"] == op and x["column"] == col)
                 documented = (c["documented"] or "no claim").replace("_", " ")
-                row.append(f"documented: {documented}<br>observed: {MARK[c['observed']]} "
-                           f"{c['observed']} {_count_text(c)}<br>{VERDICT_TEXT[c['verdict']]}")
+                text = (f"documented: {documented}<br>observed: {MARK[c['observed']]} "
+                        f"{c['observed']} {_count_text(c)}<br>{VERDICT_TEXT[c['verdict']]}")
+                handle = c.get("by_handle")
+                if handle and handle["attempted"] + handle["infra"]:
+                    text += (f"<br>by handle: {MARK[handle['observed']]} {handle['observed']} "
+                             f"{_count_text(handle)}")
+                row.append(text)
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     return lines

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ..config import Matrix
-from ..runtime.cases import COLUMN_OF_MODE, COLUMN_TITLES, OPERATIONS
+from ..runtime.cases import COLUMN_OF_MODE, COLUMN_TITLES, DOWNLOAD, OPERATIONS
 from ..runtime.records import ERROR, FAILED, INFRA_OUTCOMES, OUTCOMES, PASSED
 
 ATTEMPTED = (PASSED, FAILED, ERROR)
@@ -23,6 +23,7 @@ LEVELS = ("supported", "partial", "unsupported", "unknown")
 VERDICTS = ("as_documented", "regression", "undocumented_support", "undocumented", "unknown")
 OPERATION_TITLES = {"load": "Loading / Inference", "fine_tune": "Fine-tuning",
                     "create": "Creation"}
+BY_HANDLE = ("load", "fine_tune")  # the cells that also have a by-handle (URL) count
 
 
 def frame(records: list[dict]) -> pd.DataFrame:
@@ -54,8 +55,17 @@ def verdict(documented: str | None, observed: str) -> str:
     return "as_documented" if observed == "unsupported" else "undocumented_support"
 
 
+# what differs per case in a message: object addresses, the handle URL (port, token),
+# a stored model's directory, temporary directories, sha1 cache dir names
+MASKS = ((r"0x[0-9a-f]+", "0x…"),
+         (r"https?://(?:127\.0\.0\.1|localhost)(?::\d+)?[^\s'\"]*", "<handle URL>"),
+         (r"\S*/store/\S+/model\b", "<model dir>"),
+         (r"/tmp/tfhub-compat-[\w-]+?-\w+", "/tmp/tfhub-compat-…"),
+         (r"\b[0-9a-f]{40}\b", "<sha1>"))
+
+
 def _first_line(message: Any) -> str:
-    """A message's first meaningful line, ``0x...`` addresses masked (they differ per case)."""
+    """A message's first meaningful line, with what differs per case masked."""
     lines = [ln.strip() for ln in str(message or "").strip().splitlines() if ln.strip()]
     text = lines[0] if lines else ""
     if len(lines) > 1 and (text.endswith(":") or text.startswith("Exception encountered")):
@@ -64,7 +74,9 @@ def _first_line(message: Any) -> str:
             if re.match(r"^[\w.]*(Error|Exception): ", line):
                 text = line
                 break
-    return re.sub(r"0x[0-9a-f]+", "0x…", text)
+    for pattern, mask in MASKS:
+        text = re.sub(pattern, mask, text)
+    return text
 
 
 def _counts(group: pd.DataFrame) -> dict[str, int]:
@@ -79,11 +91,21 @@ def _cell(counts: dict[str, int]) -> dict[str, Any]:
             "observed": level(counts)}
 
 
-def cells(df: pd.DataFrame, matrix: Matrix) -> list[dict[str, Any]]:
-    """The documents' table: format x operation x column, documented vs observed."""
+def _groups(df: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
+    return {k: g for k, g in df.groupby(["format", "operation", "column"])} if len(df) else {}
+
+
+def cells(df: pd.DataFrame, matrix: Matrix, handle: pd.DataFrame | None = None
+          ) -> list[dict[str, Any]]:
+    """The documents' table: format x operation x column, documented vs observed.
+
+    ``handle``: the same calls made on a URL (``by_handle``); load and fine-tune
+    cells get their own level, counts and verdict for them.
+    """
     fmts = sorted(set(df["format"].dropna()) | {e.format for e in matrix.expectations})
     columns = sorted(COLUMN_TITLES)
-    grouped = {k: g for k, g in df.groupby(["format", "operation", "column"])} if len(df) else {}
+    grouped = _groups(df)
+    by_url = _groups(handle if handle is not None else df.iloc[0:0])
     out = []
     for fmt in fmts:
         for op in OPERATIONS:
@@ -99,8 +121,19 @@ def cells(df: pd.DataFrame, matrix: Matrix) -> list[dict[str, Any]]:
                             apis=sorted(set(group["api"])) if group is not None else [],
                             verdict=verdict(exp.documented if exp else None, cell["observed"]))
                 cell["examples"] = _examples(group) if group is not None else []
+                if op in BY_HANDLE:
+                    cell["by_handle"] = _handle_cell(by_url.get((fmt, op, col)),
+                                                     exp.documented if exp else None)
                 out.append(cell)
     return out
+
+
+def _handle_cell(group: pd.DataFrame | None, documented: str | None) -> dict[str, Any]:
+    cell = _cell(_counts(group) if group is not None else {})
+    cell.update(verdict=verdict(documented, cell["observed"]),
+                apis=sorted(set(group["api"])) if group is not None else [],
+                examples=_examples(group) if group is not None else [])
+    return cell
 
 
 def _examples(group: pd.DataFrame, limit: int = 5) -> list[dict[str, Any]]:
@@ -136,12 +169,41 @@ def env_cells(df: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def documented(df: pd.DataFrame) -> pd.DataFrame:
-    """The records the documents' table rests on: not users' models, not health checks."""
+def _column(df: pd.DataFrame, name: str, default: str) -> pd.Series:
+    """A record field as a Series (records older than the field get ``default``)."""
+    return df[name].fillna(default) if name in df else pd.Series(default, index=df.index)
+
+
+def documented(df: pd.DataFrame, via: str = "path") -> pd.DataFrame:
+    """The records the documents' table rests on: not users' models, not health checks;
+    the calls made on a directory (``via="path"``) or on a URL (``"url"``)."""
     if not len(df):
         return df
-    kind = df["model_kind"] if "model_kind" in df else pd.Series("", index=df.index)
-    return df[(kind != "user") & df["operation"].isin(OPERATIONS)]
+    return df[(_column(df, "model_kind", "") != "user") & df["operation"].isin(OPERATIONS)
+              & (_column(df, "via", "path") == via)]
+
+
+def downloads(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """The hosting protocol's checks: one row per env x mode, one cell per check (all
+    formats together), with what the library reported on the first, faulty attempt."""
+    if not len(df):
+        return []
+    rows = df[df["operation"] == DOWNLOAD]
+    out = []
+    for (env_id, mode), g in rows.groupby(["env_id", "mode"]):
+        checks = {}
+        for api, ag in g.groupby("api"):
+            cell = _cell(_counts(ag))
+            cell["examples"] = _examples(ag, limit=3)
+            passed = ag[ag["outcome"] == PASSED]
+            reports = Counter(_first_line(d.get("first_attempt"))
+                              for d in passed.get("details", [])
+                              if isinstance(d, dict) and d.get("first_attempt"))
+            cell["library_reports"] = [{"message": m[:300], "cases": n}
+                                       for m, n in reports.most_common()]
+            checks[api] = cell
+        out.append({"env_id": env_id, "mode": mode, "checks": checks})
+    return out
 
 
 def _outcome_cell(rec: dict[str, Any]) -> dict[str, Any]:
@@ -186,6 +248,7 @@ def summarize(records: list[dict], matrix: Matrix, run: dict[str, Any],
               envs: dict[str, Any]) -> dict[str, Any]:
     full = frame(records)
     df = documented(full)
+    handle = documented(full, via="url")
     outcomes = _counts(full) if len(full) else {}
     return {
         "schema_version": 1,
@@ -195,8 +258,9 @@ def summarize(records: list[dict], matrix: Matrix, run: dict[str, Any],
                    "producers": int(df.loc[(df["operation"] == "create")
                                            & (df["outcome"] == PASSED)].shape[0])
                    if len(df) else 0},
-        "cells": cells(df, matrix),
+        "cells": cells(df, matrix, handle),
         "env_cells": env_cells(df),
         "health": health(full),
+        "downloads": downloads(full),
         "user_models": user_models(full),
     }

@@ -62,6 +62,17 @@ def test_summary_and_markdown_golden(default_matrix_path, tmp_path):
     assert cell[("saved_model", "fine_tune", "tf2")]["observed"] == "unknown"
     assert cell[("saved_model", "fine_tune", "tf2")]["infra"] == 1
     assert summary["totals"]["cases"] == len(_records())
+    # the same calls on a URL: their own counts, never mixed into the path cells
+    assert (load_tf1["by_handle"]["passed"], load_tf1["by_handle"]["attempted"]) == (1, 1)
+    assert "hub.load-url" not in load_tf1["apis"]
+    assert cell[("tf1_hub", "fine_tune", "tf2")]["by_handle"]["verdict"] == "as_documented"
+    assert "by_handle" not in cell[("saved_model", "create", "tf2")]
+    downloads = {(d["env_id"], d["mode"]): d["checks"] for d in summary["downloads"]}
+    assert downloads[("tf115", "tf1")]["redirect-308"]["observed"] == "unsupported"
+    assert downloads[("tf221-tfkeras", "tf2")]["redirect-308"]["observed"] == "supported"
+    truncated = downloads[("tf221-tfkeras", "tf2")]["fault-truncated"]["library_reports"]
+    assert truncated == [{"message": "OSError: <handle URL> does not appear to be a valid "
+                                     "module.", "cases": 1}]
     md = (run_dir / "compat.md").read_text()
     with open(os.path.join(RESOURCES, "compat.golden.md")) as fh:
         assert md == fh.read()
