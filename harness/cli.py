@@ -53,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
     srv = sub.add_parser("serve", help="serve models over the TF Hub hosting protocol "
                                        "(hub.load(url) of a local server) until Ctrl-C")
     srv.add_argument("--store", metavar="DIR",
-                     help="model store served at / (default: reports/latest/store if it exists)")
+                     help="model store served at / (default: the last run's, reports/<run>/store)")
     srv.add_argument("--dir", action="append", default=[], metavar="NAME=PATH",
                      help="also serve PATH (a model or a directory of models) at /NAME/ "
                           "(repeatable)")

@@ -878,9 +878,18 @@ def _dirs(values: list[str]) -> dict[str, str]:
     return found
 
 
-def serve_command(args: argparse.Namespace, default_store: str = "reports/latest/store") -> int:
+def latest_store(reports_dir: str = "reports") -> str:
+    """The model store of the last run: ``<reports>/<run named in latest/RUN>/store``."""
+    try:
+        with open(os.path.join(reports_dir, "latest", "RUN")) as fh:
+            return os.path.join(reports_dir, fh.read().strip(), "store")
+    except OSError:
+        return os.path.join(reports_dir, "<latest run>", "store")
+
+
+def serve_command(args: argparse.Namespace) -> int:
     """``harness serve``: serve until Ctrl-C (exit 0); bad flags are one-line UserErrors."""
-    store = args.store
+    store, default_store = args.store, latest_store()
     if store is None and os.path.isdir(default_store):
         store = default_store
     dirs = _dirs(args.dir)

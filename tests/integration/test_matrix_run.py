@@ -154,6 +154,42 @@ def test_repro_command_reruns_exactly_one_case(first_run, workdir):
     assert ids == ["tf115/tf1/tf1_hub/create/hub.create_module_spec/mlp", CROSS_TF1_HUB]
 
 
+def test_models_by_handle_through_the_hub_server(first_run):
+    """The documents' calls on a URL, the cache, redirects and faults, in real envs."""
+    _, records, summary, run_dir = first_run
+    by_url = records["tf221-tfkeras/tf2/saved_model/load/hub.load-url/mlp@tf115/tf1"]
+    assert by_url["outcome"] == "passed" and by_url["via"] == "url", by_url["message"]
+    assert by_url["details"]["downloads"] == 1 and by_url["max_abs_err"] <= 1e-5
+    module = records["tf115/tf1/tf1_hub/load/hub.Module-url/mlp@tf115/tf1"]
+    assert module["outcome"] == "passed", module["message"]
+
+    def download(env_mode, api):
+        return records[f"{env_mode}/saved_model/download/{api}/mlp@{env_mode}"]
+
+    cache = download("tf115/tf1", "cache-TFHUB_CACHE_DIR")  # hub 0.12, Python 3.7
+    assert cache["outcome"] == "passed", cache["message"]
+    assert cache["details"]["downloads"] == 1 and cache["details"]["hub_resolve"]
+    both = download("tf221-tfkeras/compat", "two-processes-one-download")
+    assert both["outcome"] == "passed", both["message"]
+    assert both["details"]["downloads"] == 1 and both["details"]["overlap_s"] > 0
+    # urllib follows 308 only from Python 3.11 on
+    old = download("tf115/tf1", "redirect-308")
+    assert old["outcome"] == "error" and "HTTP Error 308" in old["message"]
+    assert download("tf221-tfkeras/tf2", "redirect-308")["outcome"] == "passed"
+    assert download("tf221-tfkeras/tf2", "fault-truncated")["outcome"] == "passed"
+    nested = download("tf221-tfkeras/tf2", "fault-nested")  # the cache keeps the bad download
+    assert nested["outcome"] == "failed" and "still fails" in nested["message"]
+    uncompressed = download("tf221-tfkeras/tf2", "TFHUB_MODEL_LOAD_FORMAT-UNCOMPRESSED")
+    assert "Expected server to return a GCS location" in uncompressed["message"]
+    cell = {(c["format"], c["operation"], c["column"]): c for c in summary["cells"]}
+    assert cell[("saved_model", "load", "tf2")]["by_handle"]["passed"] >= 2
+    assert {d["env_id"] for d in summary["downloads"]} == {"tf115", "tf221-tfkeras"}
+    with open(run_dir / "hubserver.jsonl") as fh:
+        log = [json.loads(line) for line in fh]
+    assert any(e["format"] == "compressed" and e["status"] == 200 for e in log)
+    assert "## By handle" in (run_dir / "compat.md").read_text()
+
+
 @pytest.fixture(scope="module")
 def served_model(first_run):
     """A model served the way the TF Hub hosting protocol does (?tf-hub-format=compressed)."""

@@ -20,7 +20,7 @@ import pytest
 
 from harness.cli import main
 from harness.errors import UserError
-from harness.hubserver import HubServer
+from harness.hubserver import HubServer, latest_store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FILES = {
@@ -484,8 +484,11 @@ def _one_line_error(capsys, argv):
 
 
 def test_cli_errors(capsys, tmp_path, monkeypatch, model):
-    monkeypatch.chdir(tmp_path)  # no reports/latest/store here
+    monkeypatch.chdir(tmp_path)  # no reports/ here
     assert "nothing to serve" in _one_line_error(capsys, ["serve"])
+    (tmp_path / "reports" / "latest").mkdir(parents=True)
+    (tmp_path / "reports" / "latest" / "RUN").write_text("r7\n")
+    assert latest_store() == os.path.join("reports", "r7", "store")
     assert "--store" in _one_line_error(capsys, ["serve", "--store", str(tmp_path / "no")])
     assert "--dir nonsense: expected NAME=PATH" in _one_line_error(
         capsys, ["serve", "--dir", "nonsense"])
@@ -534,7 +537,7 @@ def test_cli_lists_at_most_30_models(tmp_path, capsys, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(HubServer, "serve_forever", interrupt)
-    monkeypatch.chdir(tmp_path)  # no reports/latest/store here
+    monkeypatch.chdir(tmp_path)  # no reports/ here
     assert main(["serve", "--dir", f"zoo={tmp_path / 'zoo'}"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("serving 32 models at http://127.0.0.1:")
