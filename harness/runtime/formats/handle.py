@@ -224,9 +224,10 @@ def load_format(value):
             except Exception as exc:  # judged below, then re-raised: it is the result
                 raised = exc
             sent = [r["format"] for r in requests_for(ctx, token)]
-        ctx.expect(sent[:1] == [expected], "with TFHUB_MODEL_LOAD_FORMAT=%s the library sent "
-                   "tf-hub-format=%s, expected %s" % (value, sent, expected))
         ctx.details.update(requests=sent, library_defines_load_format=defined)
+        ctx.expect(sent[:1] == [expected], "with TFHUB_MODEL_LOAD_FORMAT=%s the library sent "
+                   "tf-hub-format=%s, expected %s%s" % (value, sent, expected, "; it raised %s"
+                                                        % _describe(raised) if raised else ""))
         if raised is not None:
             raise raised
         return ctx.result()
@@ -319,7 +320,7 @@ def two_processes(ctx):
 
 
 def download_variants():
-    """The hosting-protocol checks, for each format, on one producer's base model."""
+    """The hosting-protocol checks, for each format, on a base model its own env made."""
     checks = [("cache-TFHUB_CACHE_DIR", cache_second_process,
                "TFHUB_CACHE_DIR=dir; hub.load(url) in two processes")]
     checks += [("TFHUB_MODEL_LOAD_FORMAT-" + v, load_format(v),
