@@ -1,4 +1,4 @@
-"""nox sessions: matrix (the main job), tests, lint, bench.
+"""nox sessions: matrix (the main job), report, tests, lint, bench.
 
 Sessions run on the machine's Python 3.11 (found through pyenv, never
 downloaded) in uv-made virtual environments.
@@ -27,6 +27,17 @@ def matrix(session: nox.Session) -> None:
     """Run the compatibility matrix: nox -s matrix [-- --env ID --mode MODE --case ID ...]."""
     session.install("-e", ".", env=UV_ENV)
     session.run("harness", "run", *session.posargs, env=UV_ENV)
+
+
+@nox.session(python=HOST_PYTHON)
+def report(session: nox.Session) -> None:
+    """Rebuild a run's report, with changes: nox -s report -- RUN_DIR [--baseline PATH|last]
+    [--fail-on regression]."""
+    if not session.posargs:
+        session.error("usage: nox -s report -- reports/<run-id> [--baseline PATH|last] "
+                      "[--fail-on regression]")
+    session.install("-e", ".", env=UV_ENV)
+    session.run("harness", "report", *session.posargs, env=UV_ENV)
 
 
 @nox.session(python=HOST_PYTHON)

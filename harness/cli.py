@@ -47,9 +47,17 @@ def parser() -> argparse.ArgumentParser:
     cov.add_argument("--check", action="store_true",
                      help="only check that every claim and variant is mapped and the file "
                           "is current")
-    rep = sub.add_parser("report", help="rebuild summary.json and compat.md from a run's records")
+    rep = sub.add_parser("report", help="rebuild summary.json and compat.md from a run's "
+                                        "records, with the changes since a baseline run")
     _matrix_arg(rep)
     rep.add_argument("run_dir", help="reports/<run-id>")
+    rep.add_argument("--baseline", metavar="PATH|last",
+                     help="compare with this earlier run (its directory or summary.json; "
+                          "case level when its results.jsonl is next to it), or 'last': the "
+                          "most recent earlier run under the same reports directory")
+    rep.add_argument("--fail-on", choices=("regression", "never"), default="never",
+                     help="exit 1 when a cell or a case regressed against --baseline "
+                          "(default: never)")
     srv = sub.add_parser("serve", help="serve models over the TF Hub hosting protocol "
                                        "(hub.load(url) of a local server) until Ctrl-C")
     srv.add_argument("--store", metavar="DIR",
@@ -120,8 +128,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from . import config
     from .report import write_reports
+    from .report.diff import regressions
     from .report.markdown import render
     from .stages import read_records
+    if args.fail_on == "regression" and not args.baseline:
+        raise UserError("--fail-on regression needs a run to compare with; add "
+                        "--baseline PATH or --baseline last")
     matrix = config.load(args.matrix, check_interpreters=False)
     records_dir = os.path.join(args.run_dir, "records")
     if not os.path.isdir(records_dir):
@@ -135,8 +147,15 @@ def _report(args: argparse.Namespace) -> int:
     except (OSError, ValueError):
         pass
     run = old.get("run") or {"run_id": os.path.basename(os.path.abspath(args.run_dir))}
-    summary = write_reports(args.run_dir, records, matrix, run, old.get("envs", {}))
+    summary = write_reports(args.run_dir, records, matrix, run, old.get("envs", {}),
+                            baseline=args.baseline)
     print(render(summary))
+    if args.fail_on == "regression":
+        cells, cases = regressions(summary["changes"])
+        if cells or cases:
+            print(f"regressions since run {summary['changes']['baseline']['run_id']}: "
+                  f"{cells} cells, {cases} cases (--fail-on regression)", file=sys.stderr)
+            return 1
     return 0 if records else 1
 
 

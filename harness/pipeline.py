@@ -238,12 +238,20 @@ def report(run: Run, records: list[dict]) -> int:
     meta = {"run_id": run.run_id, "started_at": _iso(run.started), "finished_at": _iso(finished),
             "duration_s": round(finished - run.started, 1), "git_commit": _git_commit(),
             "host": platform.node(), "host_python": platform.python_version(),
-            "matrix": run.matrix.path, "argv": sys.argv[1:], "references": run.references}
-    summary = write_reports(run.paths.root, records, run.matrix, meta, env_metadata(run))
+            "matrix": run.matrix.path, "argv": sys.argv[1:], "references": run.references,
+            "tolerance": {"atol": run.matrix.settings.atol, "rtol": run.matrix.settings.rtol}}
+    # history and the changes since the previous run: informational, never the exit status
+    summary = write_reports(run.paths.root, records, run.matrix, meta, env_metadata(run),
+                            baseline="auto", reports_dir=run.matrix.settings.reports_dir)
     from .report.markdown import render
     print(render(summary))
     latest = os.path.join(run.matrix.settings.reports_dir, "latest")
     log(f"{len(records)} cases in {meta['duration_s']:.0f}s; wrote {run.paths.root} and {latest}")
+    if summary.get("changes"):
+        n = summary["changes"]["counts"]
+        log(f"changes since run {summary['changes']['baseline']['run_id']}: "
+            f"{n['cell_regressions']} cell regressions, {n['cell_fixes']} cell fixes, "
+            f"{n['regressions']} case regressions, {n['fixes']} fixes, {n['changed']} other")
     if not records:
         log("error: the run executed no case")
         return 1

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..runtime.cases import COLUMN_TITLES
 from .summary import OPERATION_TITLES
 
 FORMAT_TITLES = {"tf1_hub": "TF1 Hub format", "saved_model": "TF2 SavedModel",
@@ -36,12 +37,16 @@ def render(summary: dict[str, Any]) -> str:
     lines += [f"{totals['cases']} cases ({outcomes or 'none'}) in "
               f"{len(summary['envs'])} environments; commit {run.get('git_commit') or '?'}; "
               f"{run.get('duration_s', 0):.0f} s.", ""]
+    if summary.get("changes"):
+        lines += changes_markdown(summary["changes"])
     lines += _documents_table(summary["cells"])
     lines += _differences(summary["cells"])
     lines += _env_table(summary)
     lines += _health_table(summary.get("health", []))
     lines += _downloads_table(summary.get("downloads", []))
     lines += _user_models(summary.get("user_models", []))
+    if summary.get("history"):
+        lines += history_markdown(summary["history"])
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -208,3 +213,94 @@ def _env_table(summary: dict[str, Any]) -> list[str]:
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     return lines
+
+
+CASES_SHOWN = 20  # cases listed per group of changes (compat.md stays short)
+HISTORY_SHOWN = 10  # runs shown as history columns
+CASE_GROUPS = (("regressions", "**Regressions** (passed → failed/error)"),
+               ("fixes", "**Fixes** (failed/error → passed)"),
+               ("changed", "Other outcome changes"),
+               ("new", "New cases"), ("vanished", "Cases no longer run"))
+
+
+def _cell_title(fmt: str, op: str, col: str) -> str:
+    return (f"{FORMAT_TITLES.get(fmt, fmt)} · {OPERATION_TITLES.get(op, op)} · "
+            f"{COLUMN_TITLES.get(col, col)}")
+
+
+def changes_markdown(changes: dict[str, Any]) -> list[str]:
+    """Cells and cases that changed since the baseline run (case lists capped)."""
+    base, n = changes["baseline"], changes["counts"]
+    lines = [f"## Changes since run {base['run_id']}", "",
+             f"Baseline `{_esc(base['path'])}`. Cells: {n['cell_regressions']} regressed, "
+             f"{n['cell_fixes']} fixed. Cases: {n['regressions']} regressed, "
+             f"{n['fixes']} fixed, {n['changed']} other changes, {n['new']} new, "
+             f"{n['vanished']} no longer run."]
+    if n["new"] or n["vanished"]:
+        lines.append("The two runs did not run the same cases: cell changes can come from "
+                     "that (a different matrix, --env or --mode).")
+    if not base.get("case_level", True):
+        lines.append("Cell level only: the baseline has no results.jsonl next to its "
+                     "summary.json.")
+    lines.append("")
+    if changes["cells"]:
+        lines += ["| cell | before | after | change |", "|---|---|---|---|"]
+        for c in changes["cells"]:
+            change = c["change"] if c["change"] == "changed" else f"**{c['change']}**"
+            lines.append(f"| {_cell_title(c['format'], c['operation'], c['column'])} | "
+                         f"{MARK.get(c['before'], '')} {c['before']} {c['before_count']} | "
+                         f"{MARK.get(c['after'], '')} {c['after']} {c['after_count']} | "
+                         f"{change} |")
+        lines.append("")
+    for group, title in CASE_GROUPS:
+        cases = changes["cases"].get(group) or []
+        if not cases:
+            continue
+        lines += [f"{title}: {len(cases)}", ""]
+        for c in cases[:CASES_SHOWN]:
+            lines.append(_case_line(group, c))
+        if len(cases) > CASES_SHOWN:
+            lines.append(f"- … and {len(cases) - CASES_SHOWN} more (summary.json: changes)")
+        lines.append("")
+    return lines
+
+
+def _case_line(group: str, c: dict[str, Any]) -> str:
+    if group == "new":
+        return f"- `{c['case_id']}`: {c['after']}"
+    if group == "vanished":
+        return f"- `{c['case_id']}`: was {c['before']}"
+    line = f"- `{c['case_id']}`: {c['before']} → {c['after']}"
+    if c.get("error_type") or c.get("message"):
+        line += f" `{_esc(c.get('error_type'))}`: {_esc(c.get('message') or '')[:200]}"
+    return line
+
+
+def _key_rank(key: str) -> tuple:
+    fmt, op, col = (key.split("/", 2) + ["", ""])[:3]
+    ops = list(OPERATION_TITLES)
+    return (_format_rank(fmt), ops.index(op) if op in ops else len(ops), op, col)
+
+
+def history_markdown(history: dict[str, Any]) -> list[str]:
+    """Each documents' cell's level and each env x mode's passed count over the last runs."""
+    runs = history["runs"]
+    if len(runs) < 2:
+        return []
+    shown = runs[-HISTORY_SHOWN:]
+    start = len(runs) - len(shown)
+    title = f"last {len(shown)} of {len(runs)} runs" if start else f"{len(runs)} runs"
+    lines = [f"## History ({title}, oldest first)", "",
+             "| cell | " + " | ".join(_esc(r["run_id"]) for r in shown) + " |",
+             "|---|" + "---|" * len(shown)]
+    for key, levels in sorted(history["cells"].items(), key=lambda kv: _key_rank(kv[0])):
+        lines.append(f"| {' · '.join(key.split('/', 2))} | " + " | ".join(
+            MARK.get(v, "") if v else "" for v in levels[start:]) + " |")
+    if history.get("env_passed"):
+        lines += ["", "| env / mode (passed/attempted) | " +
+                  " | ".join(_esc(r["run_id"]) for r in shown) + " |",
+                  "|---|" + "---|" * len(shown)]
+        for key, values in history["env_passed"].items():
+            lines.append(f"| {key} | " + " | ".join(
+                f"{v['passed']}/{v['attempted']}" if v else "" for v in values[start:]) + " |")
+    return lines + [""]

@@ -64,6 +64,9 @@ MASKS = ((r"0x[0-9a-f]+", "0x…"),
          (r"\b[0-9a-f]{40}\b", "<sha1>"))
 
 
+FIRST_LINE_MAX = 1000
+
+
 def _first_line(message: Any) -> str:
     """A message's first meaningful line, with what differs per case masked."""
     lines = [ln.strip() for ln in str(message or "").strip().splitlines() if ln.strip()]
@@ -74,6 +77,7 @@ def _first_line(message: Any) -> str:
             if re.match(r"^[\w.]*(Error|Exception): ", line):
                 text = line
                 break
+    text = text[:FIRST_LINE_MAX]  # bounds the masks' cost on huge one-line messages
     for pattern, mask in MASKS:
         text = re.sub(pattern, mask, text)
     return text
