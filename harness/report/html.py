@@ -1,0 +1,687 @@
+"""The report page ``reports/<run-id>/index.html``: one self-contained file.
+
+No network, no CDN: CSS and JS are inline, so the page opens from ``file://`` and from a
+static site.  Static parts (run metadata, the documents' table, changes, history) are
+rendered here with every text escaped; the full matrix and every drill-down are rendered by
+a small vanilla script from data embedded as JSON in ``<script type="application/json"
+id="data">`` (``<``, ``>`` and ``&`` written as ``\\u003c``, ``\\u003e``, ``\\u0026``) and
+put into the DOM with ``textContent`` only, so a record's text can never become markup.
+
+Cell keys (``#open=<key>`` opens a cell's cases; ``#filter=TEXT`` fills the matrix filter):
+
+- ``doc:<format>/<operation>/<column>`` — a documents' table cell (path and by-handle cases);
+- ``m:<format>/<operation>/<api>@<env>/<mode>`` — a matrix cell (every producer);
+- ``case:<case_id>`` — one case.
+"""
+from __future__ import annotations
+
+import html
+import json
+from collections import defaultdict
+from typing import Any, Iterable
+
+from ..runtime.cases import COLUMN_OF_MODE, COLUMN_TITLES, OPERATIONS
+from ..runtime.records import INFRA_OUTCOMES, PASSED, SKIPPED
+from .markdown import FORMAT_TITLES
+from .summary import LEVELS, OPERATION_TITLES
+
+MESSAGE_CHARS = 500
+TRACEBACK_HEAD, TRACEBACK_TAIL, LINE_CHARS = 3, 5, 300
+# embedded texts above this many characters: tracebacks are kept only for the first case of
+# each distinct error (type + first message line) and messages are cut to SHORT_MESSAGE_CHARS
+# (and only while distinct errors x TRACEBACK_CHARS_EACH stays within the budget)
+TEXT_BUDGET, SHORT_MESSAGE_CHARS, TRACEBACK_CHARS_EACH = 1_500_000, 200, 1_000
+REPRO_PREFIX = "nox -s matrix -- --case "
+ATTEMPTED = ("passed", "failed", "error")
+VERDICT_LABELS = {"as_documented": "as documented", "regression": "regression",
+                  "undocumented_support": "undocumented support",
+                  "undocumented": "undocumented (no claim)", "unknown": "unknown (nothing ran)"}
+LEVEL_LABELS = {"supported": "supported", "partial": "partial", "unsupported": "unsupported",
+                "unknown": "unknown"}
+INFRA_LABEL = "infrastructure (env_error / crashed / timeout) — not a verdict on the API"
+VERSION_KEYS = ("python", "tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-hub",
+                "keras", "tf-keras", "tf_keras", "protobuf", "numpy", "setuptools")
+
+
+def esc(text: Any) -> str:
+    """HTML-escape any value (None -> empty)."""
+    return html.escape("" if text is None else str(text), quote=True)
+
+
+def embed_json(data: Any) -> str:
+    """JSON safe inside a ``<script>`` element: no ``<``, ``>`` or ``&`` characters."""
+    text = json.dumps(data, separators=(",", ":"), sort_keys=True, default=str)
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+# ---------------------------------------------------------------- embedded data
+
+
+def _short_traceback(tb: Any) -> str:
+    """A traceback's first and last lines (where it started and what was raised)."""
+    lines = [ln[:LINE_CHARS] for ln in str(tb or "").rstrip().splitlines()]
+    if len(lines) <= TRACEBACK_HEAD + TRACEBACK_TAIL:
+        return "\n".join(lines)
+    cut = len(lines) - TRACEBACK_HEAD - TRACEBACK_TAIL
+    return "\n".join(lines[:TRACEBACK_HEAD] + [f"  … {cut} lines …"]
+                     + lines[-TRACEBACK_TAIL:])
+
+
+class _Strings:
+    """A string table: repeated messages and tracebacks are embedded once."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self.index: dict[str, int] = {}
+
+    def add(self, text: str | None) -> int | None:
+        if not text:
+            return None
+        if text not in self.index:
+            self.index[text] = len(self.items)
+            self.items.append(text)
+        return self.index[text]
+
+
+def _case_row(rec: dict[str, Any], strings: _Strings, seen: set | None = None
+              ) -> dict[str, Any]:
+    """One case, compact: short keys, long texts in the string table.
+
+    ``seen`` (the page is over its text budget): the distinct errors already given a
+    traceback; later cases with the same error get none and a shorter message."""
+    row: dict[str, Any] = {"id": rec.get("case_id"), "o": rec.get("outcome")}
+    producer = rec.get("producer_env")
+    if producer and rec.get("operation") not in ("create", "health"):
+        row["p"] = f"{producer}/{rec.get('producer_mode')}"
+    message = str(rec.get("message") or "")
+    traceback: str | None = _short_traceback(rec.get("traceback"))
+    if seen is not None:
+        error = (rec.get("error_type"), message.strip().split("\n")[0][:120])
+        if error in seen or len(seen) * TRACEBACK_CHARS_EACH > TEXT_BUDGET:
+            traceback = None
+        seen.add(error)
+        message = message[:SHORT_MESSAGE_CHARS]
+    optional = {"t": strings.add(rec.get("error_type")),
+                "m": strings.add(message[:MESSAGE_CHARS]),
+                "tb": strings.add(traceback),
+                "e": rec.get("max_abs_err"), "r": rec.get("max_rel_err"),
+                "d": rec.get("duration_s"), "v": rec.get("via")}
+    row.update({k: v for k, v in optional.items() if v is not None and v != "path"})
+    repro = rec.get("repro")
+    if repro and repro != REPRO_PREFIX + str(rec.get("case_id")):
+        row["x"] = repro
+    return row
+
+
+def _cases(records: list[dict[str, Any]]) -> tuple[_Strings, list[dict[str, Any]]]:
+    """The embedded cases; over TEXT_BUDGET, again with repeated errors' texts cut."""
+    strings = _Strings()
+    cases = [_case_row(rec, strings) for rec in records]
+    if sum(len(s) for s in strings.items) <= TEXT_BUDGET:
+        return strings, cases
+    strings, seen = _Strings(), set[tuple]()
+    return strings, [_case_row(rec, strings, seen) for rec in records]
+
+
+def _row_api(rec: dict[str, Any]) -> str:
+    api = str(rec.get("api"))
+    return f"{api} ({rec.get('model')})" if rec.get("model_kind") == "user" else api
+
+
+def _env_key(rec: dict[str, Any]) -> str:
+    return f"{rec.get('env_id')}/{rec.get('mode')}"
+
+
+def _format_rank(fmt: str) -> tuple[int, str]:
+    order = list(FORMAT_TITLES) + ["environment"]
+    return (order.index(fmt) if fmt in order else len(order), fmt)
+
+
+def _op_rank(op: str) -> int:
+    order = list(OPERATIONS) + ["download", "health"]
+    return order.index(op) if op in order else len(order)
+
+
+def _tally(cell: dict[str, Any], outcome: str) -> None:
+    if outcome in ATTEMPTED:
+        cell["a"] += 1
+        cell["p"] += outcome == PASSED
+    elif outcome in INFRA_OUTCOMES:
+        cell["i"] += 1
+    elif outcome == SKIPPED:
+        cell["s"] += 1
+
+
+def _new_cell() -> dict[str, Any]:
+    return {"p": 0, "a": 0, "i": 0, "s": 0, "c": []}
+
+
+def _is_documented(rec: dict[str, Any]) -> bool:
+    return rec.get("model_kind") != "user" and rec.get("operation") in OPERATIONS
+
+
+def matrix_data(records: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, Any]:
+    """Everything the script renders: cases, matrix rows/columns/cells, documents' cells."""
+    ordered_records = sorted(records, key=lambda r: str(r.get("case_id")))
+    strings, cases = _cases(ordered_records)
+    cells: dict[str, dict[str, Any]] = defaultdict(_new_cell)
+    doc: dict[str, dict[str, Any]] = defaultdict(_new_cell)
+    rows: dict[tuple[str, str, str], bool] = {}
+    cols: dict[str, dict[str, Any]] = {}
+    for n, rec in enumerate(ordered_records):
+        outcome = str(rec.get("outcome"))
+        row = (str(rec.get("format")), str(rec.get("operation")), _row_api(rec))
+        rows[row] = True
+        cols.setdefault(_env_key(rec), rec)
+        cell = cells[f"m:{'/'.join(row)}@{_env_key(rec)}"]
+        cell["c"].append(n)
+        _tally(cell, outcome)
+        if _is_documented(rec):
+            column = COLUMN_OF_MODE.get(str(rec.get("mode")), rec.get("column"))
+            dcell = doc[f"doc:{rec.get('format')}/{rec.get('operation')}/{column}"]
+            dcell["c"].append(n)
+            if rec.get("via", "path") == "path":
+                _tally(dcell, outcome)
+    for cell in summary.get("cells", []):
+        doc[doc_key(cell)]  # every documents' cell has a key, even with no case
+    ordered = sorted(rows, key=lambda r: (_format_rank(r[0]), _op_rank(r[1]), r[2]))
+    return {"cases": cases, "strings": strings.items, "cells": dict(cells), "doc": dict(doc),
+            "rows": [{"format": f, "operation": o, "api": a} for f, o, a in ordered],
+            "cols": [_column_header(k, rec, summary) for k, rec in sorted(cols.items())],
+            "tolerance": _tolerance(summary)}
+
+
+def _column_header(key: str, rec: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    """A consumer env/mode column: TF, hub, Keras flavour, mode, device, backend."""
+    env = summary.get("envs", {}).get(rec.get("env_id"), {}) or {}
+    versions = env.get("versions", {}) or {}
+    tf = (versions.get("tensorflow") or versions.get("tensorflow-cpu")
+          or versions.get("tensorflow-gpu") or rec.get("tensorflow"))
+    return {"key": key, "env": rec.get("env_id"), "mode": rec.get("mode"), "tf": tf,
+            "hub": versions.get("tensorflow-hub") or rec.get("tensorflow_hub"),
+            "keras": env.get("keras") or rec.get("keras"),
+            "device": env.get("device") or rec.get("device"),
+            "backend": env.get("backend") or rec.get("backend")}
+
+
+def _tolerance(summary: dict[str, Any]) -> str:
+    run = summary.get("run", {}) or {}
+    tol = run.get("tolerance") or (summary.get("settings", {}) or {}).get("tolerance")
+    if isinstance(tol, dict):
+        return ", ".join(f"{k} {v}" for k, v in sorted(tol.items()))
+    return str(tol) if tol else "settings.tolerance (default atol 1e-05, rtol 1e-05)"
+
+
+def doc_key(cell: dict[str, Any]) -> str:
+    return f"doc:{cell['format']}/{cell['operation']}/{cell['column']}"
+
+
+# ---------------------------------------------------------------- static sections
+
+
+def _banner(summary: dict[str, Any], records: list[dict[str, Any]]) -> str:
+    totals = summary.get("totals", {}) or {}
+    if not records or not totals.get("cases"):
+        return ('<div class="banner error" data-testid="banner-empty" role="alert">'
+                "<strong>This run executed no case.</strong> Nothing was measured: the table "
+                "below says nothing about TF Hub; see the run's logs (provisioning, stage "
+                "processes) and re-run.</div>")
+    infra = {o: n for o, n in (totals.get("outcomes") or {}).items() if o in INFRA_OUTCOMES}
+    if not infra:
+        return ""
+    text = ", ".join(f"{n} {o}" for o, n in sorted(infra.items()))
+    return ('<div class="banner infra" data-testid="banner-infra" role="alert">'
+            f"<strong>Infrastructure failures:</strong> {esc(text)}. These cases did not run "
+            "to a verdict and count as neither supported nor unsupported.</div>")
+
+
+def _metadata(summary: dict[str, Any]) -> str:
+    run, totals = summary.get("run", {}) or {}, summary.get("totals", {}) or {}
+    outcomes = ", ".join(f"{n} {o}" for o, n in sorted((totals.get("outcomes") or {}).items()))
+    items = [("Run", run.get("run_id")), ("Started", run.get("started_at")),
+             ("Finished", run.get("finished_at")), ("Git commit", run.get("git_commit")),
+             ("Host", run.get("host")), ("Host Python", run.get("host_python")),
+             ("Matrix", run.get("matrix")),
+             ("Cases", f"{totals.get('cases', 0)} ({outcomes or 'none'})"),
+             ("Tolerance", _tolerance(summary))]
+    dl = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v if v is not None else '?')}</dd>"
+                 for k, v in items)
+    return (f'<section id="run" data-testid="run-metadata"><h2>Run</h2><dl class="meta">{dl}'
+            f"</dl>{_env_table(summary)}</section>")
+
+
+def _env_versions(info: dict[str, Any]) -> list[tuple[str, str]]:
+    versions = info.get("versions", {}) or {}
+    keys = [k for k in VERSION_KEYS if k in versions]
+    keys += sorted(k for k in versions if "cuda" in k.lower() or "cudnn" in k.lower())
+    return [(k, str(versions[k])) for k in keys]
+
+
+def _env_table(summary: dict[str, Any]) -> str:
+    envs = summary.get("envs", {}) or {}
+    if not envs:
+        return "<p>No environment information.</p>"
+    rows = []
+    for env_id, info in sorted(envs.items()):
+        info = info or {}
+        versions = "; ".join(f"{k} {v}" for k, v in _env_versions(info)) or "not installed"
+        status = info.get("provisioned") or ""
+        cls = ' class="infra-row"' if status == "error" else ""
+        rows.append(f"<tr{cls} data-testid=\"env-row\"><td>{esc(env_id)}</td>"
+                    f"<td>{esc(', '.join(info.get('modes') or []))}</td>"
+                    f"<td>{esc(versions)}</td><td>{esc(info.get('keras') or '')}</td>"
+                    f"<td>{esc(info.get('backend') or '')}</td>"
+                    f"<td>{esc(info.get('device') or '')}</td>"
+                    f"<td>{esc(status)}</td></tr>")
+    return ('<table class="plain" data-testid="env-table"><thead><tr><th>Environment</th>'
+            "<th>Modes</th><th>Installed versions</th><th>Keras</th><th>Backend</th>"
+            "<th>Device</th><th>Provisioned</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>")
+
+
+def _legend() -> str:
+    verdicts = "".join(f'<span class="chip v-{v}">{esc(t)}</span>'
+                       for v, t in VERDICT_LABELS.items())
+    outcomes = "".join(f'<span class="chip {c}">{esc(t)}</span>' for c, t in (
+        ("o-all", "all passed"), ("o-some", "some passed"), ("o-none", "none passed"),
+        ("o-infra", "infra only"), ("o-skip", "skipped only")))
+    levels = "".join(f'<span class="chip l-{lv}">{esc(lv)}</span>' for lv in LEVELS)
+    return (f'<div class="legend" data-testid="legend"><div><b>Verdict (documented vs '
+            f"observed):</b> {verdicts}</div><div><b>Level:</b> {levels}</div>"
+            f"<div><b>Matrix cell</b> (passed/attempted over producers): {outcomes}"
+            f' <span class="chip o-infra">⚠ infra</span> = {esc(INFRA_LABEL)}</div></div>')
+
+
+def _count(cell: dict[str, Any]) -> str:
+    text = f"{cell.get('passed', 0)}/{cell.get('attempted', 0)}"
+    if cell.get("infra"):
+        text += f" (+{cell['infra']} infra)"
+    return text
+
+
+def _strip(levels: Iterable[Any], runs: list[dict[str, Any]]) -> str:
+    squares = []
+    for run, lv in zip(runs, levels):
+        lv = lv if lv in LEVELS else "none"
+        squares.append(f'<span class="sq l-{lv}" title="{esc(run.get("run_id"))}: '
+                       f'{esc(lv)}"></span>')
+    return f'<span class="strip" data-testid="history-strip">{"".join(squares)}</span>'
+
+
+def _doc_cell(cell: dict[str, Any], history: dict[str, Any]) -> str:
+    documented = (cell.get("documented") or "no claim").replace("_", " ")
+    claim = f'<q>{esc(cell["claim"])}</q>' if cell.get("claim") else ""
+    api = f' <code>{esc(cell["api"])}</code>' if cell.get("api") else ""
+    obs = cell.get("observed", "unknown")
+    parts = [f'<div class="doc-claim"><b>Documented:</b> {esc(documented)} {claim}{api}</div>',
+             f'<div class="doc-obs"><b>Observed:</b> <span class="chip l-{esc(obs)}">'
+             f"{esc(obs)}</span> {esc(_count(cell))}</div>"]
+    handle = cell.get("by_handle")
+    if handle and handle.get("attempted", 0) + handle.get("infra", 0):
+        parts.append(f'<div class="doc-handle"><b>By handle:</b> {esc(handle["observed"])} '
+                     f"{esc(_count(handle))}</div>")
+    if cell.get("infra"):
+        parts.append(f'<div class="infra-note">⚠ {cell["infra"]} infra '
+                     "(not counted)</div>")
+    verdict = cell.get("verdict", "unknown")
+    parts.append(f'<div class="verdict">{esc(VERDICT_LABELS.get(verdict, verdict))}</div>')
+    hkey = f"{cell['format']}/{cell['operation']}/{cell['column']}"
+    if history.get("cells", {}).get(hkey):
+        parts.append(_strip(history["cells"][hkey], history.get("runs", [])))
+    key = doc_key(cell)
+    return (f'<td class="doc v-{esc(verdict)}" data-key="{esc(key)}" data-testid="doc-cell" '
+            f'tabindex="0" role="button" title="Show the cases">{"".join(parts)}</td>')
+
+
+def _documents_tables(summary: dict[str, Any]) -> str:
+    history = summary.get("history") or {}
+    by_format: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for cell in summary.get("cells", []):
+        by_format[cell["format"]].append(cell)
+    out = []
+    for fmt, fcells in sorted(by_format.items(), key=lambda kv: _format_rank(kv[0])):
+        index = {(c["operation"], c["column"]): c for c in fcells}
+        columns = sorted({c["column"] for c in fcells})
+        head = "".join(f"<th>{esc(COLUMN_TITLES.get(c, c))}</th>" for c in columns)
+        body = []
+        for op, title in OPERATION_TITLES.items():
+            tds = "".join(_doc_cell(index[(op, col)], history) if (op, col) in index
+                          else "<td></td>" for col in columns)
+            body.append(f"<tr><th>{esc(title)}</th>{tds}</tr>")
+        out.append(f'<h3>{esc(FORMAT_TITLES.get(fmt, fmt))} (<code>{esc(fmt)}</code>)</h3>'
+                   f'<table class="doc-table" data-testid="doc-table" data-format="{esc(fmt)}">'
+                   f"<thead><tr><th>Operation</th>{head}</tr></thead>"
+                   f"<tbody>{''.join(body)}</tbody></table>")
+    if not out:
+        out.append("<p>No documents' cells in this run.</p>")
+    return ('<section id="documents"><h2>The documents\' table: documented vs observed</h2>'
+            "<p>Click a cell for its cases. Counts are passed/attempted cases over every "
+            "consumer and producer; infrastructure outcomes are not attempts.</p>"
+            + "".join(out) + "</section>")
+
+
+def _change_case(c: dict[str, Any]) -> str:
+    case_id = str(c.get("case_id"))
+    return (f'<tr data-testid="change-case"><td><a href="#open=case:{esc(case_id)}" '
+            f'class="case-link">{esc(case_id)}</a></td><td>{esc(c.get("before") or "—")} → '
+            f'{esc(c.get("after") or "—")}</td><td>{esc(c.get("error_type") or "")}</td>'
+            f'<td>{esc(c.get("message") or "")}</td><td><code>{esc(c.get("repro") or "")}'
+            "</code></td></tr>")
+
+
+def _changes(summary: dict[str, Any]) -> str:
+    changes = summary.get("changes")
+    if not changes:
+        return ""
+    base = changes.get("baseline", {}) or {}
+    counts = changes.get("counts", {}) or {}
+    count_text = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items())
+    cells = "".join(
+        f'<tr class="ch-{esc(c.get("change"))}" data-testid="change-cell"><td>'
+        f'{esc(c.get("change"))}</td><td><a href="#open=doc:{esc(c.get("format"))}/'
+        f'{esc(c.get("operation"))}/{esc(c.get("column"))}">{esc(c.get("format"))} · '
+        f'{esc(c.get("operation"))} · {esc(c.get("column"))}</a></td><td>'
+        f'{esc(c.get("before"))} ({esc(c.get("before_count"))})</td><td>{esc(c.get("after"))} '
+        f'({esc(c.get("after_count"))})</td></tr>' for c in changes.get("cells", []))
+    parts = [f'<section id="changes" data-testid="changes"><h2>Changes since '
+             f'{esc(base.get("run_id"))}</h2><p>Baseline <code>{esc(base.get("path"))}</code>'
+             f": {esc(count_text or 'no change')}.</p>"]
+    if cells:
+        parts.append('<table class="plain"><thead><tr><th>Change</th><th>Cell</th>'
+                     f"<th>Before</th><th>After</th></tr></thead><tbody>{cells}</tbody></table>")
+    for group in ("regressions", "fixes", "changed", "new", "vanished"):
+        items = (changes.get("cases", {}) or {}).get(group) or []
+        if not items:
+            continue
+        opened = " open" if group in ("regressions", "fixes") else ""
+        parts.append(f'<details class="ch-{group}"{opened} data-testid="changes-{group}">'
+                     f"<summary>{esc(group)} ({len(items)})</summary><table class=\"plain\">"
+                     "<thead><tr><th>Case</th><th>Outcome</th><th>Error</th><th>Message</th>"
+                     "<th>Repro</th></tr></thead><tbody>"
+                     + "".join(_change_case(c) for c in items) + "</tbody></table></details>")
+    return "".join(parts) + "</section>"
+
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def _chart(history: dict[str, Any]) -> str:
+    """Inline SVG: passed cases per env/mode over runs, one polyline each."""
+    runs, series = history.get("runs", []), history.get("env_passed", {}) or {}
+    if not runs or not series:
+        return ""
+    top = max([p["passed"] for v in series.values() for p in v if p] + [1])
+    width, height, pad = max(320, 80 * len(runs)), 220, 40
+    step = (width - 2 * pad) / max(len(runs) - 1, 1)
+
+    def xy(i: int, n: int) -> str:
+        return f"{pad + i * step:.1f},{height - pad - (height - 2 * pad) * n / top:.1f}"
+
+    lines, legend = [], []
+    for k, (name, points) in enumerate(sorted(series.items())):
+        colour = PALETTE[k % len(PALETTE)]
+        pts = " ".join(xy(i, p["passed"]) for i, p in enumerate(points) if p)
+        lines.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{pts}">'
+                     f"<title>{esc(name)}</title></polyline>")
+        lines += [f'<circle cx="{xy(i, p["passed"]).split(",")[0]}" '
+                  f'cy="{xy(i, p["passed"]).split(",")[1]}" r="3" fill="{colour}"><title>'
+                  f'{esc(name)} @ {esc(runs[i].get("run_id"))}: {p["passed"]}/{p["attempted"]}'
+                  "</title></circle>" for i, p in enumerate(points) if p]
+        legend.append(f'<span class="key"><span class="sw" style="background:{colour}"></span>'
+                      f"{esc(name)}</span>")
+    labels = "".join(f'<text x="{pad + i * step:.1f}" y="{height - pad + 16}" '
+                     f'text-anchor="middle">{esc(r.get("run_id"))}</text>'
+                     for i, r in enumerate(runs))
+    axis = (f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
+            f'stroke="#888"/><text x="4" y="{pad - 8}">{top} passed</text>'
+            f'<text x="4" y="{height - pad}">0</text>')
+    return (f'<svg data-testid="history-chart" xmlns="http://www.w3.org/2000/svg" '
+            f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="passed cases per env/mode over runs">{axis}{labels}{"".join(lines)}'
+            f'</svg><div class="chart-legend">{"".join(legend)}</div>')
+
+
+def _history(summary: dict[str, Any]) -> str:
+    history = summary.get("history")
+    if not history or not history.get("runs"):
+        return ""
+    runs = history["runs"]
+    head = "".join(f"<li>{esc(r.get('run_id'))} — {esc(r.get('started_at'))} — "
+                   f"{esc(r.get('git_commit'))}</li>" for r in runs)
+    rows = "".join(f'<tr><td><a href="#open=doc:{esc(key)}">{esc(key)}</a></td>'
+                   f"<td>{_strip(levels, runs)}</td></tr>"
+                   for key, levels in sorted((history.get("cells") or {}).items()))
+    return (f'<section id="history" data-testid="history"><h2>History ({len(runs)} runs)</h2>'
+            f'<ol class="runs">{head}</ol><table class="plain"><thead><tr><th>Cell</th>'
+            f"<th>Level per run (oldest first)</th></tr></thead><tbody>{rows}</tbody></table>"
+            f"<h3>Passed cases per environment / mode</h3>{_chart(history)}</section>")
+
+
+def _matrix_section() -> str:
+    return ("""<section id="matrix"><h2>Full matrix: API variant × consumer environment</h2>
+<p>Cell: passed/attempted over every producer (and model); click for the cases.
+Click a header to sort.</p>
+<div class="controls">
+<input id="filter" type="search" placeholder="filter rows (format, operation, API)"
+ data-testid="filter" aria-label="filter rows">
+<select id="f-format" data-testid="filter-format" aria-label="format">
+<option value="">all formats</option></select>
+<select id="f-operation" data-testid="filter-operation" aria-label="operation">
+<option value="">all operations</option></select>
+<select id="f-outcome" data-testid="filter-outcome" aria-label="outcome">
+<option value="">any outcome</option><option value="fail">some case not passed</option>
+<option value="failed">failed</option><option value="error">error</option>
+<option value="passed">passed</option><option value="infra">infrastructure</option>
+<option value="skipped">skipped</option></select>
+<span id="row-count"></span></div>
+<div class="mwrap"><table id="matrix-table" class="matrix" data-testid="matrix-table">
+<thead></thead><tbody></tbody></table></div></section>""")
+
+
+DRILL = """<aside id="drill" data-testid="drilldown" hidden>
+<div class="drill-head"><h2 id="drill-title"></h2>
+<button id="drill-close" type="button" aria-label="close">×</button></div>
+<p id="drill-summary"></p>
+<div class="drill-body"><table class="plain"><thead><tr><th>Outcome</th><th>Case</th>
+<th>Producer</th><th>Error</th><th>max abs err (tolerance)</th><th>Duration</th>
+<th>Repro</th></tr></thead><tbody id="drill-rows"></tbody></table></div></aside>"""
+
+
+CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:0 1em 4em;color:#222}
+h1{font-size:1.5em}h2{margin-top:1.5em}code{font-size:12px}
+.banner{padding:1em;margin:1em 0;border-radius:4px}
+.banner.error{background:#b00020;color:#fff}.banner.infra{background:#6a3d9a;color:#fff}
+dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:2px 1em}dt{font-weight:bold}
+dd{margin:0}
+table.plain{border-collapse:collapse;margin:.5em 0}
+table.plain td,table.plain th{border:1px solid #ccc;padding:2px 6px;vertical-align:top;
+text-align:left}
+tr.infra-row{background:#e8dcf3}
+.legend div{margin:2px 0}
+.chip{display:inline-block;padding:0 6px;border-radius:3px;margin:1px 2px;font-size:12px}
+.v-as_documented{background:#d6f5d6}.v-regression{background:#f8c8c8}
+.v-undocumented_support{background:#cfe3ff}.v-undocumented{background:#fff3c4}
+.v-unknown{background:#e4e4e4}
+.l-supported{background:#2e7d32;color:#fff}.l-partial{background:#f9a825}
+.l-unsupported{background:#c62828;color:#fff}.l-unknown{background:#9e9e9e;color:#fff}
+.l-none{background:#fff;border:1px dashed #999}
+.o-all{background:#a5d6a7}.o-some{background:#ffe082}.o-none{background:#ef9a9a}
+.o-infra{background:#ce93d8}.o-skip{background:#e0e0e0}.o-empty{background:#fff}
+table.doc-table{border-collapse:collapse;margin-bottom:1em}
+table.doc-table td,table.doc-table th{border:1px solid #999;padding:6px;vertical-align:top;
+text-align:left;max-width:32em}
+td.doc{cursor:pointer}td.doc:hover,td.m:hover{outline:2px solid #333}
+.verdict{font-weight:bold;margin-top:3px}.infra-note{color:#6a3d9a}
+q{font-style:italic}
+.strip{display:inline-flex;gap:2px;margin-top:4px}
+.sq{display:inline-block;width:10px;height:10px;border-radius:2px}
+.controls{display:flex;gap:.5em;align-items:center;margin:.5em 0;flex-wrap:wrap}
+.controls input{min-width:22em}
+.mwrap{overflow:auto;max-height:80vh;max-width:100%;border:1px solid #ccc}
+table.matrix{border-collapse:separate;border-spacing:0;font-size:12px}
+table.matrix th,table.matrix td{border-right:1px solid #ddd;border-bottom:1px solid #ddd;
+padding:2px 4px;white-space:nowrap}
+table.matrix thead th{position:sticky;top:0;background:#f4f4f4;z-index:2;cursor:pointer;
+vertical-align:bottom;font-weight:normal}
+table.matrix thead th b{display:block}
+table.matrix .rl{position:sticky;left:0;background:#fafafa;z-index:1;text-align:left}
+table.matrix thead th.rl{z-index:3}
+td.m{text-align:center;cursor:pointer;min-width:3.5em}
+aside#drill{position:fixed;left:0;right:0;bottom:0;max-height:45vh;background:#fff;
+border-top:3px solid #333;box-shadow:0 -2px 8px #0004;z-index:10;display:flex;
+flex-direction:column;padding:0 1em}
+aside#drill[hidden]{display:none}
+.drill-head{display:flex;justify-content:space-between;align-items:center}
+.drill-head h2{margin:.3em 0;font-size:1.1em;word-break:break-all}
+.drill-body{overflow:auto}
+#drill pre{margin:2px 0;white-space:pre-wrap;font-size:11px;max-width:70em;color:#444}
+.out-passed{background:#a5d6a7}.out-failed{background:#ffcc80}.out-error{background:#ef9a9a}
+.out-skipped{background:#e0e0e0}.out-crashed,.out-timeout,.out-env_error{background:#ce93d8}
+button.copy{font-size:11px;margin-left:4px}
+.chart-legend{display:flex;flex-wrap:wrap;gap:.8em;font-size:12px}
+.sw{display:inline-block;width:12px;height:4px;margin-right:3px;vertical-align:middle}
+svg text{font-size:10px;fill:#444}
+"""
+
+
+JS = r"""
+(function(){
+'use strict';
+var D=JSON.parse(document.getElementById('data').textContent);
+var INFRA={crashed:1,timeout:1,env_error:1};
+var PREFIX='nox -s matrix -- --case ';
+var state={filter:'',format:'',operation:'',outcome:'',sort:'',dir:1,open:''};
+function el(tag,text,cls){var e=document.createElement(tag);
+ if(text!==undefined&&text!==null)e.textContent=String(text);if(cls)e.className=cls;return e;}
+function str(i){return i===undefined||i===null?'':D.strings[i];}
+function cellClass(c){if(!c)return 'o-empty';
+ if(c.a)return c.p===c.a?'o-all':(c.p?'o-some':'o-none');
+ if(c.i)return 'o-infra';return 'o-skip';}
+function cellText(c){if(!c)return '';var t=c.a?(c.p+'/'+c.a):(c.i?'infra':(c.s?'skipped':''));
+ if(c.a&&c.i)t+=' ⚠'+c.i;return t;}
+function rowKey(r){return r.format+'/'+r.operation+'/'+r.api;}
+function mKey(r,col){return 'm:'+rowKey(r)+'@'+col.key;}
+function hasOutcome(r,want){for(var j=0;j<D.cols.length;j++){var c=D.cells[mKey(r,D.cols[j])];
+ if(!c)continue;if(want==='fail'&&c.p<c.a)return true;if(want==='infra'&&c.i)return true;
+ if(want==='skipped'&&c.s)return true;if(want==='passed'&&c.p)return true;
+ if(want==='failed'||want==='error'){for(var k=0;k<c.c.length;k++)
+ if(D.cases[c.c[k]].o===want)return true;}}return false;}
+function ratio(c){if(!c)return 2;return c.a?c.p/c.a:(c.i?-1:1.5);}
+function buildHead(){var thead=document.querySelector('#matrix-table thead');var tr=el('tr');
+ var first=el('th',null,'rl');first.appendChild(el('b','format / operation / API'));
+ first.dataset.sort='';tr.appendChild(first);
+ D.cols.forEach(function(col){var th=el('th');th.dataset.sort=col.key;th.title='sort by '+col.key;
+ th.appendChild(el('b',col.env));th.appendChild(el('div',col.mode));
+ th.appendChild(el('div','TF '+(col.tf||'?')));th.appendChild(el('div','hub '+(col.hub||'?')));
+ th.appendChild(el('div',col.keras||'keras ?'));
+ th.appendChild(el('div',(col.device||'?')+' · '+(col.backend||'?')));tr.appendChild(th);});
+ thead.appendChild(tr);
+ tr.addEventListener('click',function(ev){var th=ev.target.closest('th');if(!th)return;
+ var k=th.dataset.sort;if(state.sort===k)state.dir=-state.dir;else{state.sort=k;state.dir=1;}
+ render();writeHash();});}
+function visibleRows(){var f=state.filter.toLowerCase();var rows=D.rows.filter(function(r){
+ if(state.format&&r.format!==state.format)return false;
+ if(state.operation&&r.operation!==state.operation)return false;
+ if(f&&rowKey(r).toLowerCase().indexOf(f)<0)return false;
+ if(state.outcome&&!hasOutcome(r,state.outcome))return false;return true;});
+ if(state.sort){var col=D.cols.filter(function(c){return c.key===state.sort;})[0];
+ if(col)rows.sort(function(a,b){
+  return state.dir*(ratio(D.cells[mKey(a,col)])-ratio(D.cells[mKey(b,col)]));});}
+ else if(state.dir<0)rows.reverse();return rows;}
+function render(){var tbody=document.querySelector('#matrix-table tbody');
+ var rows=visibleRows();var frag=document.createDocumentFragment();
+ rows.forEach(function(r){var tr=el('tr');tr.dataset.row=rowKey(r);
+ tr.appendChild(el('th',rowKey(r),'rl'));
+ D.cols.forEach(function(col){var key=mKey(r,col);var c=D.cells[key];
+ var td=el('td',cellText(c),'m '+cellClass(c));if(c){td.dataset.key=key;td.tabIndex=0;
+ td.title=key;}tr.appendChild(td);});frag.appendChild(tr);});
+ tbody.textContent='';tbody.appendChild(frag);
+ document.getElementById('row-count').textContent=rows.length+' of '+D.rows.length+' rows';}
+function casesOf(key){if(key.indexOf('case:')===0){var id=key.slice(5);
+ for(var i=0;i<D.cases.length;i++)if(D.cases[i].id===id)return {c:[i]};return null;}
+ return key.indexOf('doc:')===0?D.doc[key]:D.cells[key];}
+function copyButton(text){var b=el('button','copy','copy');b.type='button';
+ b.addEventListener('click',function(){if(navigator.clipboard)navigator.clipboard.writeText(text);
+ b.textContent='copied';});return b;}
+function fmtErr(c){if(c.e===undefined)return '';var t=String(c.e);
+ if(c.r!==undefined)t+=' (rel '+c.r+')';return t+' vs '+D.tolerance;}
+function caseRow(i){var c=D.cases[i];var tr=el('tr');tr.dataset.testid='drilldown-row';
+ tr.setAttribute('data-testid','drilldown-row');tr.dataset.case=c.id;
+ var o=el('td',INFRA[c.o]?c.o+' (infrastructure)':c.o,'out-'+c.o);tr.appendChild(o);
+ var id=el('td');id.appendChild(el('code',c.id));if(c.v)id.appendChild(el('div','via '+c.v));
+ tr.appendChild(id);tr.appendChild(el('td',c.p||''));
+ var err=el('td');if(c.t!==undefined)err.appendChild(el('b',str(c.t)+': '));
+ if(c.m!==undefined)err.appendChild(el('span',str(c.m)));
+ if(c.tb!==undefined)err.appendChild(el('pre',str(c.tb)));tr.appendChild(err);
+ tr.appendChild(el('td',fmtErr(c)));tr.appendChild(el('td',c.d!==undefined?c.d+' s':''));
+ var repro=c.x||(PREFIX+c.id);var rp=el('td');rp.appendChild(el('code',repro));
+ rp.appendChild(copyButton(repro));tr.appendChild(rp);return tr;}
+function open(key){var aside=document.getElementById('drill');var cell=key?casesOf(key):null;
+ state.open=cell?key:'';if(!cell){aside.hidden=true;return;}
+ document.getElementById('drill-title').textContent=key;
+ var counts={};cell.c.forEach(function(i){var o=D.cases[i].o;counts[o]=(counts[o]||0)+1;});
+ document.getElementById('drill-summary').textContent=cell.c.length+' cases: '+
+ Object.keys(counts).sort().map(function(o){return counts[o]+' '+o;}).join(', ');
+ var rows=document.getElementById('drill-rows');rows.textContent='';
+ var order=cell.c.slice().sort(function(a,b){
+  var pa=D.cases[a].o==='passed',pb=D.cases[b].o==='passed';return pa===pb?a-b:(pa?1:-1);});
+ var frag=document.createDocumentFragment();
+ order.forEach(function(i){frag.appendChild(caseRow(i));});
+ rows.appendChild(frag);aside.hidden=false;}
+function readHash(){var h=location.hash.replace(/^#/,'');var p={};
+ h.split('&').forEach(function(kv){if(!kv)return;var i=kv.indexOf('=');
+ var k=i<0?kv:kv.slice(0,i);var v=i<0?'':kv.slice(i+1);
+ try{p[k]=decodeURIComponent(v.replace(/\+/g,' '));}catch(e){p[k]=v;}});return p;}
+function writeHash(){var parts=[];
+ ['filter','format','operation','outcome','sort','open'].forEach(function(k){
+ if(state[k])parts.push(k+'='+encodeURIComponent(state[k]).replace(/%2F/g,'/').replace(/%40/g,'@').replace(/%3A/g,':'));});
+ if(state.sort&&state.dir<0)parts.push('dir=desc');
+ var h=parts.length?'#'+parts.join('&'):' ';
+ if(history.replaceState)history.replaceState(null,'',h===' '?location.pathname+location.search:h);
+ else location.hash=h;}
+function applyHash(){var p=readHash();state.filter=p.filter||'';state.format=p.format||'';
+ state.operation=p.operation||'';state.outcome=p.outcome||'';state.sort=p.sort||'';
+ state.dir=p.dir==='desc'?-1:1;
+ document.getElementById('filter').value=state.filter;
+ document.getElementById('f-format').value=state.format;
+ document.getElementById('f-operation').value=state.operation;
+ document.getElementById('f-outcome').value=state.outcome;render();open(p.open||'');}
+function fillSelect(id,values){var s=document.getElementById(id);
+ values.forEach(function(v){var o=el('option',v);o.value=v;s.appendChild(o);});}
+function uniq(f){var seen={},out=[];
+ D.rows.forEach(function(r){if(!seen[r[f]]){seen[r[f]]=1;out.push(r[f]);}});return out;}
+fillSelect('f-format',uniq('format'));fillSelect('f-operation',uniq('operation'));buildHead();
+document.getElementById('filter').addEventListener('input',function(e){
+ state.filter=e.target.value;render();writeHash();});
+[['f-format','format'],['f-operation','operation'],['f-outcome','outcome']].forEach(function(p){
+ document.getElementById(p[0]).addEventListener('change',function(e){state[p[1]]=e.target.value;render();writeHash();});});
+function onActivate(ev){var t=ev.target.closest('[data-key]');if(!t)return;
+ if(ev.type==='keydown'&&ev.key!=='Enter')return;open(t.dataset.key);writeHash();}
+document.addEventListener('click',onActivate);document.addEventListener('keydown',onActivate);
+document.getElementById('drill-close').addEventListener('click',function(){open('');writeHash();});
+window.addEventListener('hashchange',applyHash);applyHash();
+document.body.setAttribute('data-ready','1');
+})();
+"""
+
+
+def render_html(summary: dict[str, Any], records: list[dict[str, Any]]) -> str:
+    """The whole page for one run (``summary`` from ``summarize``, optionally with
+    ``changes`` and ``history``; ``records`` the run's results)."""
+    run_id = (summary.get("run", {}) or {}).get("run_id") or "?"
+    data = matrix_data(records, summary)
+    body = "".join((_banner(summary, records), _legend(), _documents_tables(summary),
+                    _changes(summary), _matrix_section(), _history(summary),
+                    _metadata(summary)))
+    nav = ('<nav><a href="#documents">Documents\' table</a> · <a href="#changes">Changes</a>'
+           ' · <a href="#matrix">Full matrix</a> · <a href="#history">History</a> · '
+           '<a href="#run">Run &amp; environments</a></nav>')
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>TF Hub compatibility — run {esc(run_id)}</title><style>{CSS}</style>"
+            f"</head><body><h1>TF Hub compatibility — run {esc(run_id)}</h1>{nav}{body}{DRILL}"
+            f'<script type="application/json" id="data">{embed_json(data)}</script>'
+            f"<script>{JS}</script></body></html>\n")
