@@ -6,7 +6,10 @@
    once with ``-n 1`` each (the default: ``settings.parallel: 2, workers: 1``);
 4. the hub server (``harness.hubserver``) on a ~200 MB model: the first compressed GET
    (archive build + transfer), then downloads of the built archive from the hub server vs
-   the same file from ``python -m http.server`` on loopback (``--only server`` runs it alone).
+   the same file from ``python -m http.server`` on loopback (``--only server`` runs it alone);
+5. building the report (``write_reports``: summary.json, compat.md, index.html) from the
+   records of a real run (``--report-run``, default the last run) and from a synthetic
+   100 env x 200 case record set (``--only report`` runs it alone).
 """
 from __future__ import annotations
 
@@ -36,15 +39,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--matrix", default="matrix.yaml")
     p.add_argument("--env", default="tf221-tfkeras", help="env whose tf2 mode is measured")
     p.add_argument("--producer", default="tf115", help="second producer env (first mode)")
-    p.add_argument("--only", choices=("matrix", "server"),
-                   help="run only the matrix parts (1-3) or only the hub server part (4)")
+    p.add_argument("--only", choices=("matrix", "server", "report"),
+                   help="run only the matrix parts (1-3), the hub server part (4) or the "
+                        "report part (5)")
+    p.add_argument("--report-run", metavar="RUN_DIR",
+                   help="run whose records part 5 reports on (default: reports/<latest run>)")
     p.add_argument("--server-mb", type=int, default=200, metavar="MB",
                    help="size of the hub server part's model (default: 200)")
     args = p.parse_args(argv)
-    if args.only != "server":
+    if args.only in (None, "matrix"):
         _bench_matrix(args)
-    if args.only != "matrix":
+    if args.only in (None, "server"):
         _bench_server(args.server_mb)
+    if args.only in (None, "report"):
+        _bench_report(args)
     return 0
 
 
@@ -191,6 +199,72 @@ def _bench_server(size_mb: int, runs: int = 3) -> None:
               f"{hub_rate:.0f} vs {plain_rate:.0f} MB/s -> {hub_rate / plain_rate:.2f}x")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+
+def synthetic_records(envs: int = 100, cases: int = 200, seed: int = 7) -> list[dict]:
+    """``envs`` env x mode x ``cases`` records shaped like a real run's (outcomes mixed)."""
+    import random
+
+    from .runtime.cases import Case
+    from .runtime.records import make_record
+    rng = random.Random(seed)
+    formats = ("tf1_hub", "saved_model", "keras_saved_model")
+    operations = ("load", "fine_tune", "create")
+    out = []
+    for e in range(envs):
+        env_id, mode = f"env{e:03d}", ("compat", "tf2")[e % 2]
+        for i in range(cases):
+            fmt, op = formats[i % 3], operations[(i // 3) % 3]
+            producer = f"env{(e + i) % envs:03d}"
+            case = Case("create" if op == "create" else "consume", env_id, mode, fmt, op,
+                        f"api{i % 17}", "mlp", env_id if op == "create" else producer, mode)
+            outcome = rng.choice(("passed", "passed", "passed", "error", "failed"))
+            out.append(make_record(
+                case, {"tensorflow": "2.21.0", "tensorflow_hub": "0.16.1", "python": "3.12.0",
+                       "keras": "tf_keras 2.21.0", "device": "cpu", "backend": "venv"},
+                run_id="synthetic", outcome=outcome, duration_s=0.1,
+                error_type=None if outcome == "passed" else "ValueError",
+                message=None if outcome == "passed" else f"synthetic failure {i % 23}",
+                repro=f"nox -s matrix -- --case {case.case_id}"))
+    return out
+
+
+def _time_report(label: str, records: list[dict], matrix: config.Matrix) -> None:
+    from .report import write_reports
+    tmp = tempfile.mkdtemp(prefix="tfhub-bench-report-")
+    try:
+        run_dir = os.path.join(tmp, "reports", "bench")
+        os.makedirs(run_dir)
+        envs = sorted({r["env_id"] for r in records})
+        started = time.monotonic()
+        write_reports(run_dir, records, matrix, {"run_id": "bench"},
+                      {e: {"versions": {}} for e in envs})
+        seconds = time.monotonic() - started
+        sizes = {n: os.path.getsize(os.path.join(run_dir, n)) for n in os.listdir(run_dir)
+                 if os.path.isfile(os.path.join(run_dir, n))}
+        print(f"report of {label}: {len(records)} records, {len(envs)} envs -> "
+              f"{seconds:.2f}s; " + ", ".join(f"{n} {v / 1e6:.2f} MB" for n, v in
+                                                sorted(sizes.items())))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _bench_report(args: argparse.Namespace) -> None:
+    """Part 5: building the report from a real run's records and from 100 envs x 200 cases."""
+    import json
+
+    from .hubserver import latest_store
+    matrix = config.load(args.matrix, check_interpreters=False)
+    run_dir = args.report_run or os.path.dirname(latest_store(matrix.settings.reports_dir))
+    path = os.path.join(run_dir, "results.jsonl")
+    if os.path.exists(path):
+        with open(path) as fh:
+            _time_report(os.path.basename(run_dir), [json.loads(ln) for ln in fh if ln.strip()],
+                         matrix)
+    else:
+        print(f"report: no {path}; run the matrix first (or pass --report-run)")
+    _time_report("a synthetic 100 env x 200 case set", synthetic_records(), matrix)
 
 
 if __name__ == "__main__":

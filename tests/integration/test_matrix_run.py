@@ -16,6 +16,8 @@ import yaml
 
 from harness.runtime.records import FIELDS
 
+from . import chromium
+
 pytestmark = pytest.mark.integration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -84,6 +86,9 @@ def test_records_follow_the_contract(first_run):
         (f, o, c) for f in ("tf1_hub", "saved_model") for o in ("create", "load", "fine_tune")
         for c in ("tf1", "tf2")}
     assert (run_dir / "compat.md").read_text().startswith("# TF Hub compatibility — run it1")
+    dom = chromium.dom((run_dir / "index.html").as_uri() + "#open=doc:tf1_hub/load/tf2")
+    assert 'data-ready="1"' in dom and dom.count('data-testid="doc-table"') == 3
+    assert CROSS_TF1_HUB in dom  # the drill-down of a real cell lists its real cases
     latest = run_dir.parent / "latest"
     assert (latest / "summary.json").exists() and (latest / "results.jsonl").exists()
     assert sorted(p.name for p in (run_dir / "records").glob("*.jsonl"))  # one file per worker
