@@ -47,8 +47,8 @@ def parser() -> argparse.ArgumentParser:
     cov.add_argument("--check", action="store_true",
                      help="only check that every claim and variant is mapped and the file "
                           "is current")
-    rep = sub.add_parser("report", help="rebuild summary.json and compat.md from a run's "
-                                        "records, with the changes since a baseline run")
+    rep = sub.add_parser("report", help="rebuild summary.json, compat.md and index.html from "
+                                        "a run's records, with the changes since a baseline")
     _matrix_arg(rep)
     rep.add_argument("run_dir", help="reports/<run-id>")
     rep.add_argument("--baseline", metavar="PATH|last",
