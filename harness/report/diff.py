@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import UserError
 from .history import cell_key, earlier_runs, read_summary
+from .markdown import cell_rank
 
 LAST = "last"  # the most recent earlier run; an error when there is none
 AUTO = "auto"  # the most recent earlier run when there is one (the pipeline's report)
@@ -21,8 +22,6 @@ RANK = {"supported": 2, "partial": 1, "unsupported": 0}
 PASSED = "passed"
 BAD = ("failed", "error")
 CHANGE_ORDER = {"regression": 0, "fix": 1, "changed": 2}
-OPERATION_ORDER = ("load", "fine_tune", "create")
-FORMAT_ORDER = ("tf1_hub", "saved_model", "keras_saved_model")
 BASELINE_HELP = ("pass a previous reports/<run-id> directory (or its summary.json), "
                  "or 'last' for the most recent earlier run")
 
@@ -95,11 +94,8 @@ def change_of(before: str, after: str) -> str | None:
 
 
 def _cell_rank(cell: dict[str, Any]) -> tuple:
-    fmt, op = cell["format"], cell["operation"]
-    return (CHANGE_ORDER[cell["change"]],
-            FORMAT_ORDER.index(fmt) if fmt in FORMAT_ORDER else len(FORMAT_ORDER), fmt,
-            OPERATION_ORDER.index(op) if op in OPERATION_ORDER else len(OPERATION_ORDER), op,
-            cell["column"])
+    return (CHANGE_ORDER[cell["change"]],) + cell_rank(cell["format"], cell["operation"],
+                                                      cell["column"])
 
 
 def _count(cell: dict[str, Any] | None) -> str:

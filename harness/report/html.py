@@ -22,8 +22,10 @@ from typing import Any, Iterable
 
 from ..runtime.cases import COLUMN_OF_MODE, COLUMN_TITLES, OPERATIONS
 from ..runtime.records import INFRA_OUTCOMES, PASSED, SKIPPED
-from .markdown import FORMAT_TITLES
+from .markdown import FORMAT_TITLES, format_rank
 from .summary import LEVELS, OPERATION_TITLES
+
+HEALTH = ("environment",)  # the health checks' rows come after every format
 
 MESSAGE_CHARS = 500
 TRACEBACK_HEAD, TRACEBACK_TAIL, LINE_CHARS = 3, 5, 300
@@ -133,11 +135,6 @@ def _env_key(rec: dict[str, Any]) -> str:
     return f"{rec.get('env_id')}/{rec.get('mode')}"
 
 
-def _format_rank(fmt: str) -> tuple[int, str]:
-    order = list(FORMAT_TITLES) + ["environment"]
-    return (order.index(fmt) if fmt in order else len(order), fmt)
-
-
 def _op_rank(op: str) -> int:
     order = list(OPERATIONS) + ["download", "health"]
     return order.index(op) if op in order else len(order)
@@ -185,7 +182,7 @@ def matrix_data(records: list[dict[str, Any]], summary: dict[str, Any]) -> dict[
                 _tally(dcell, outcome)
     for cell in summary.get("cells", []):
         doc[doc_key(cell)]  # every documents' cell has a key, even with no case
-    ordered = sorted(rows, key=lambda r: (_format_rank(r[0]), _op_rank(r[1]), r[2]))
+    ordered = sorted(rows, key=lambda r: (format_rank(r[0], HEALTH), _op_rank(r[1]), r[2]))
     return {"cases": cases, "strings": strings.items, "cells": dict(cells), "doc": dict(doc),
             "rows": [{"format": f, "operation": o, "api": a} for f, o, a in ordered],
             "cols": [_column_header(k, rec, summary) for k, rec in sorted(cols.items())],
@@ -340,7 +337,7 @@ def _documents_tables(summary: dict[str, Any]) -> str:
     for cell in summary.get("cells", []):
         by_format[cell["format"]].append(cell)
     out = []
-    for fmt, fcells in sorted(by_format.items(), key=lambda kv: _format_rank(kv[0])):
+    for fmt, fcells in sorted(by_format.items(), key=lambda kv: format_rank(kv[0], HEALTH)):
         index = {(c["operation"], c["column"]): c for c in fcells}
         columns = sorted({c["column"] for c in fcells})
         head = "".join(f"<th>{esc(COLUMN_TITLES.get(c, c))}</th>" for c in columns)

@@ -14,9 +14,16 @@ VERDICT_TEXT = {"as_documented": "as documented", "regression": "**regression**"
                 "undocumented": "undocumented", "unknown": "unknown"}
 
 
-def _format_rank(fmt: str) -> tuple[int, str]:
-    order = list(FORMAT_TITLES)
+def format_rank(fmt: str, extra: tuple[str, ...] = ()) -> tuple[int, str]:
+    """Formats in the documents' order (then ``extra``, then any other by name)."""
+    order = list(FORMAT_TITLES) + list(extra)
     return (order.index(fmt) if fmt in order else len(order), fmt)
+
+
+def cell_rank(fmt: str, op: str, col: str) -> tuple:
+    """A documents' cell in the documents' order: format, operation, column."""
+    ops = list(OPERATION_TITLES)
+    return (format_rank(fmt), ops.index(op) if op in ops else len(ops), op, col)
 
 
 def _esc(text: Any) -> str:
@@ -150,7 +157,7 @@ def _documents_table(cells: list[dict[str, Any]]) -> list[str]:
     by_format: dict[str, list[dict[str, Any]]] = {}
     for cell in cells:
         by_format.setdefault(cell["format"], []).append(cell)
-    for fmt, fcells in sorted(by_format.items(), key=lambda kv: _format_rank(kv[0])):
+    for fmt, fcells in sorted(by_format.items(), key=lambda kv: format_rank(kv[0])):
         titles = sorted({(c["column"], c["column_title"]) for c in fcells})
         lines += [f"### {FORMAT_TITLES.get(fmt, fmt)} (`{fmt}`)", "",
                   "| Operation | " + " | ".join(t for _, t in titles) + " |",
@@ -195,7 +202,7 @@ def _env_table(summary: dict[str, Any]) -> list[str]:
     if not cells:
         return []
     keys = sorted({(c["format"], c["operation"]) for c in cells},
-                  key=lambda k: (_format_rank(k[0]), list(OPERATION_TITLES).index(k[1])))
+                  key=lambda k: (format_rank(k[0]), list(OPERATION_TITLES).index(k[1])))
     rows = sorted({(c["env_id"], c["mode"]) for c in cells})
     index = {(c["env_id"], c["mode"], c["format"], c["operation"]): c for c in cells}
     lines = ["## Per environment (consumer env/mode × format · operation)", "",
@@ -278,8 +285,7 @@ def _case_line(group: str, c: dict[str, Any]) -> str:
 
 def _key_rank(key: str) -> tuple:
     fmt, op, col = (key.split("/", 2) + ["", ""])[:3]
-    ops = list(OPERATION_TITLES)
-    return (_format_rank(fmt), ops.index(op) if op in ops else len(ops), op, col)
+    return cell_rank(fmt, op, col)
 
 
 def history_markdown(history: dict[str, Any]) -> list[str]:
