@@ -75,8 +75,8 @@ class Context(object):
         out["details"] = dict(self.details)
         return out
 
-    def check_training(self, before, after, losses, **details):
-        self.details.update(check_training(before, after, losses, self.what))
+    def check_training(self, before, after, losses, settled=None, every=True, **details):
+        self.details.update(check_training(before, after, losses, self.what, settled, every))
         return self.result(**details)
 
     def expect(self, condition, message):
@@ -166,7 +166,12 @@ def keras_fit(ctx, layer, x, t, head=()):
 
     Checks what the TF2 guide promises of ``hub.KerasLayer(..., trainable=True)``:
     the SavedModel's trainable weights are trained (every one changes, the loss
-    falls) and its regularization losses reach ``model.losses``.
+    falls) and its regularization losses reach ``model.losses``. Returns the weights
+    before and after, the per-step losses, the regularization losses and ``settled``:
+    ``Model.evaluate`` with the initial and the trained weights, the loss without
+    dropout's noise. Both are evaluated after ``fit`` (the initial weights put back,
+    then the trained ones): an ``evaluate`` before ``fit`` changes the graph ``fit``
+    builds in compat mode ("Connecting to invalid output 1 of source node").
     """
     tf, spec = ctx.tf, ctx.spec
     model = tf.keras.Sequential([layer] + list(head))
@@ -176,7 +181,14 @@ def keras_fit(ctx, layer, x, t, head=()):
     weights = list(layer.trainable_weights)
     before = dict(zip([w.name for w in weights], get(weights)))
     reg = [float(v) for v in get(list(model.losses))] if model.losses else []
+    initial = model.get_weights()
     history = model.fit(x, t, epochs=spec.train_steps, batch_size=len(x), verbose=0,
                         shuffle=False)
     after = dict(zip([w.name for w in weights], get(weights)))
-    return before, after, history.history["loss"], reg
+    trained = model.get_weights()
+    model.set_weights(initial)
+    loss_before = model.evaluate(x, t, batch_size=len(x), verbose=0)
+    model.set_weights(trained)
+    settled = (loss_before, model.evaluate(x, t, batch_size=len(x), verbose=0),
+               "Model.evaluate with the initial and the trained weights")
+    return before, after, history.history["loss"], reg, settled

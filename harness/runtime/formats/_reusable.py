@@ -162,14 +162,14 @@ def keras_layer_fit(ctx):
     x, t = spec.train_data()
     with fresh_graph(ctx):
         layer = ctx.hub.KerasLayer(ctx.handle, trainable=True)
-        before, after, losses, reg = keras_fit(ctx, layer, x, t)
+        before, after, losses, reg, settled = keras_fit(ctx, layer, x, t)
         xs = ctx.tf.constant(x[:8])
         modes = ctx.tf.keras.backend.batch_get_value(
             [layer(xs, training=True), layer(xs, training=False)])
     check_regularization(ctx, reg, before, "model.losses")
     ctx.expect(not np.allclose(modes[0], modes[1]),
                "layer(x, training=True) == layer(x, training=False): dropout did not run")
-    return ctx.check_training(before, after, losses, regularization_loss=reg[0])
+    return ctx.check_training(before, after, losses, settled, regularization_loss=reg[0])
 
 
 def check_regularization(ctx, reg, before, where):

@@ -178,7 +178,7 @@ def re_export(ctx):
             loaded_obj = ctx.hub.load(ctx.handle)
             _initialize_loaded(ctx)
             hub_layer = ctx.hub.KerasLayer(loaded_obj, trainable=True)
-            before, after, losses, reg = keras_fit(ctx, hub_layer, x, t)
+            before, after, losses, reg, settled = keras_fit(ctx, hub_layer, x, t)
             tuned = tf.keras.backend.batch_get_value(
                 [hub_layer(tf.constant(xg), training=False)])[0]
             _save_trained(ctx, loaded_obj, export_dir)
@@ -186,7 +186,7 @@ def re_export(ctx):
     finally:
         shutil.rmtree(work, ignore_errors=True)
     shift = _check_reloaded(ctx, np.asarray(tuned), reloaded)
-    return ctx.check_training(before, after, losses, regularization_loss=reg,
+    return ctx.check_training(before, after, losses, settled, regularization_loss=reg,
                               step_losses=[float(v) for v in losses],
                               reloaded_in_another_process=True, max_shift_from_original=shift)
 

@@ -341,8 +341,8 @@ def keras_layer_fine_tune(ctx):
     with fresh_graph(ctx):
         layer = ctx.hub.KerasLayer(ctx.handle, trainable=True, signature="default",
                                    output_key="default")
-        before, after, losses, _reg = keras_fit(ctx, layer, x, t)
-    return ctx.check_training(before, after, losses)
+        before, after, losses, _reg, settled = keras_fit(ctx, layer, x, t)
+    return ctx.check_training(before, after, losses, settled)
 
 
 def pytest_tfhub_compat_variants():
