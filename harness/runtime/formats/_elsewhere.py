@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -144,6 +145,12 @@ class Pending(object):
                 shutil.rmtree(self.work, ignore_errors=True)
             self.started, self.finished = self._answer["started"], self._answer["finished"]
         return self._answer
+
+    def answered(self, timeout):
+        """Whether the other process has answered (or died) within ``timeout`` seconds."""
+        if self._answer is not None:
+            return True
+        return bool(select.select([self.proc.proc.stdout], [], [], timeout)[0])
 
     def result(self):
         answer = self.wait()
