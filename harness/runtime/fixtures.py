@@ -175,10 +175,11 @@ def check_training(before, after, losses, what, settled=None, every=True):
     if unchanged and (every or len(unchanged) == len(before)):
         raise CheckFailed("%s: trainable variables did not change: %s"
                           % (what, ", ".join(unchanged)))
-    k = max(1, len(losses) // 5)
-    first, last = float(np.mean(losses[:k])), float(np.mean(losses[-k:]))
-    measured = "training loss, mean of the first and last %d steps" % k
-    if settled is not None:
+    if settled is None:
+        k = max(1, len(losses) // 5)
+        first, last = float(np.mean(losses[:k])), float(np.mean(losses[-k:]))
+        measured = "training loss, mean of the first and last %d steps" % k
+    else:
         first, last, measured = float(settled[0]), float(settled[1]), settled[2]
     if not last < first:
         raise CheckFailed("%s: loss did not decrease (%s: %.5g -> %.5g)"

@@ -173,11 +173,14 @@ def module_fine_tune(ctx):
         variables = tf.trainable_variables()
         with session(ctx) as sess:
             initialize(ctx, sess)
+            def mean_loss():
+                return np.mean([sess.run(loss) for _ in range(PASSES)])
+
             before = dict(zip([v.name for v in variables], sess.run(variables)))
-            loss_before = np.mean([sess.run(loss) for _ in range(PASSES)])
+            loss_before = mean_loss()
             losses = [sess.run([train_op, loss])[1] for _ in range(spec.train_steps)]
             after = dict(zip([v.name for v in variables], sess.run(variables)))
-            settled = (loss_before, np.mean([sess.run(loss) for _ in range(PASSES)]),
+            settled = (loss_before, mean_loss(),
                        "mean loss of %d passes before and after training" % PASSES)
     return ctx.check_training(before, after, losses, settled, every=False,
                               trainable=len(before))
