@@ -21,9 +21,13 @@ SKIPPED = "skipped"
 CRASHED = "crashed"  # the process died while running the case
 TIMEOUT = "timeout"
 ENV_ERROR = "env_error"  # the environment could not be provisioned or import TF
+# an exception raised by harness code outside the documented call under test (set-up,
+# conversions, checks, the store, the harness's own hub server): a bug to fix, never
+# evidence about the library; recorded with its full traceback
+HARNESS_ERROR = "harness_error"
 
-OUTCOMES = (PASSED, FAILED, ERROR, SKIPPED, CRASHED, TIMEOUT, ENV_ERROR)
-INFRA_OUTCOMES = (CRASHED, TIMEOUT, ENV_ERROR)
+OUTCOMES = (PASSED, FAILED, ERROR, SKIPPED, CRASHED, TIMEOUT, ENV_ERROR, HARNESS_ERROR)
+INFRA_OUTCOMES = (CRASHED, TIMEOUT, ENV_ERROR, HARNESS_ERROR)
 
 # Every record has at least these keys (None where not applicable).
 FIELDS = (
