@@ -7,11 +7,13 @@ this worker's JSONL file as soon as the case finishes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import time
 import traceback
+from urllib.request import urlopen
 
 import pytest
 
@@ -21,8 +23,11 @@ from .records import (
     ENV_ERROR,
     ERROR,
     FAILED,
+    HARNESS_ERROR,
     PASSED,
+    TRACEBACK_LINES,
     CheckFailed,
+    HarnessFault,
     RecordWriter,
     describe_exception,
     make_record,
@@ -96,10 +101,24 @@ def tfhub_runtime(request):
     plan = get_plan(request.config)
     env = plan["env"]
     try:
-        return bootstrap(plan["mode"], device=env.get("device", "cpu"),
-                         backend=env.get("backend", "venv"))
+        runtime = bootstrap(plan["mode"], device=env.get("device", "cpu"),
+                            backend=env.get("backend", "venv"))
     except EnvImportError as exc:
         return exc
+    if plan["stage"] == "create":
+        _write_facts(plan, runtime)
+    return runtime
+
+
+def _write_facts(plan, runtime):
+    """``<prefix>.facts.<worker>.json``: what is true of the env x mode and cannot fail
+    (which Keras, which Keras hub builds on), for the report's environment table."""
+    from .formats.environment import facts
+    path = os.path.join(plan["results_dir"], "%s.facts.%s.json" % (plan["prefix"],
+                                                                    plan["_worker"]))
+    with open(path + ".tmp", "w") as fh:
+        json.dump(facts(runtime), fh, indent=2, sort_keys=True, allow_nan=False)
+    os.rename(path + ".tmp", path)
 
 
 @pytest.fixture
@@ -120,7 +139,14 @@ def tfhub_run(request, tfhub_runtime):
 
 
 def run_case(case, plan, runtime, variants):
-    """Run one case and return its record: the one place exceptions become outcomes."""
+    """Run one case and return its record: the one place exceptions become outcomes.
+
+    An exception is the library's answer (``error``) only when it came out of the
+    variant's ``ctx.under_test()`` region; anywhere else (reading the store, set-up,
+    conversions, checks, writing the model) it is the harness's own (``harness_error``,
+    with its whole traceback). A by-URL case that failed while the harness's hub server
+    was unreachable is ``harness_error`` too: the library was never given its model.
+    """
     from .fixtures import load_manifest, spec_for
     from .formats._common import Context
     from .modes import EnvImportError
@@ -133,35 +159,56 @@ def run_case(case, plan, runtime, variants):
         return make_record(case, {"device": env.get("device"), "backend": env.get("backend")},
                            outcome=ENV_ERROR, error_type="EnvImportError",
                            message=str(runtime), duration_s=0.0, **base)
-    # reading the store is the harness's job: a failure here is a bug, not a result
-    manifest = load_manifest(case) if case.stage == "consume" else None
-    spec = manifest["spec"] if manifest else _model_spec(plan, case)
-    variant = find_variant(variants, case, (spec or {}).get("kind", "mlp"))
-    if variant is None:  # a harness bug, not a compatibility result: keep the traceback
-        raise LookupError("no plugin provides %s" % (case.case_id,))
-    ctx = Context(case, runtime, spec_for(spec) if spec else None, plan.get("tolerance", {}),
-                  manifest, plan.get("hub_url"))
     fields = {"outcome": PASSED}
-    result = {}
+    ctx = None
     try:
+        manifest = load_manifest(case) if case.stage == "consume" else None
+        spec = manifest["spec"] if manifest else _model_spec(plan, case)
+        variant = find_variant(variants, case, (spec or {}).get("kind", "mlp"))
+        if variant is None:
+            raise HarnessFault("no plugin provides %s" % (case.case_id,))
+        ctx = Context(case, runtime, spec_for(spec) if spec else None,
+                      plan.get("tolerance", {}), manifest, plan.get("hub_url"))
+        if manifest is not None:
+            ctx.golden()  # read the producer's goldens before the case body runs
         result = variant.run(ctx) or {}
         fields.update(max_abs_err=result.get("max_abs_err"),
                       max_rel_err=result.get("max_rel_err"),
                       details=result.get("details", {}))
+        if case.operation == "create":
+            _finish_model(case, runtime, variant, result, plan)
     except CheckFailed as exc:
         fields.update(outcome=FAILED, error_type="CheckFailed", message=str(exc),
                       traceback=traceback.format_exc(), details=ctx.details, **ctx.errors)
-    except Exception as exc:  # the API under test raised: keep its real type and message
-        error_type, message, tb = describe_exception(exc)
-        fields.update(outcome=ERROR, error_type=error_type, message=message, traceback=tb,
-                      details=ctx.details)
-    if case.operation == "create" and fields["outcome"] == PASSED:
-        # writing the store is the harness's job: a failure here is a bug or a full disk,
-        # never evidence about the API, so it propagates (the host records it as crashed)
-        _finish_model(case, runtime, variant, result, plan)
+    except Exception as exc:
+        library = ctx is not None and ctx.raised_under_test(exc)
+        error_type, message, tb = describe_exception(exc, TRACEBACK_LINES if library else None)
+        fields.update(outcome=ERROR if library else HARNESS_ERROR, error_type=error_type,
+                      message=message, traceback=tb,
+                      details=ctx.details if ctx is not None else {})
+    if fields["outcome"] in (ERROR, FAILED) and case.via == "url":
+        down = hub_server_down(plan.get("hub_url"))
+        if down:
+            fields.update(outcome=HARNESS_ERROR, error_type="HubServerUnreachable",
+                          message="the harness's hub server is unreachable (%s), so the "
+                                  "library never got the model; the case ended with %s: %s"
+                                  % (down, fields["error_type"], fields["message"]))
     fields["duration_s"] = round(time.time() - started, 3)
     fields.update(base)
     return make_record(case, runtime.info, **fields)
+
+
+def hub_server_down(hub_url, timeout=10):
+    """Why the harness's hub server does not answer its health check (None: it does)."""
+    if not hub_url:
+        return "no hub server in the plan"
+    try:
+        with contextlib.closing(urlopen(hub_url + "/_harness/health", timeout=timeout)) as r:
+            if r.status == 200:
+                return None
+            return "%s/_harness/health answered %s" % (hub_url, r.status)
+    except Exception as exc:  # any failure to reach it is the answer
+        return "%s/_harness/health: %s: %s" % (hub_url, type(exc).__name__, exc)
 
 
 def _model_spec(plan, case):

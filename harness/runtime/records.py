@@ -7,6 +7,7 @@ defines the record schema.
 from __future__ import annotations
 
 import json
+import math
 import os
 import traceback
 
@@ -45,6 +46,11 @@ class CheckFailed(AssertionError):
     """Raised by case bodies when the API ran but the result is wrong."""
 
 
+class HarnessFault(Exception):
+    """Raised by harness code (the store, a helper process, a missing golden): never the
+    library's answer, even when it is raised inside a variant's ``under_test`` region."""
+
+
 def make_record(case, env_info, **fields):
     """Return a complete record for ``case`` (a ``Case``) run with ``env_info``."""
     rec = dict.fromkeys(FIELDS)
@@ -70,8 +76,9 @@ def make_record(case, env_info, **fields):
     return rec
 
 
-def describe_exception(exc):
-    """(error_type, message, traceback excerpt) of a raised exception."""
+def describe_exception(exc, limit=TRACEBACK_LINES):
+    """(error_type, message, traceback) of a raised exception: an excerpt of at most
+    ``limit`` lines (None: the whole traceback)."""
     etype = type(exc)
     name = etype.__name__
     module = getattr(etype, "__module__", "")
@@ -79,8 +86,8 @@ def describe_exception(exc):
         name = module + "." + name
     lines = traceback.format_exception(etype, exc, exc.__traceback__)
     text = "".join(lines).splitlines()
-    if len(text) > TRACEBACK_LINES:
-        text = text[:10] + ["..."] + text[-(TRACEBACK_LINES - 11):]
+    if limit is not None and len(text) > limit:
+        text = text[:10] + ["..."] + text[-(limit - 11):]
     message = str(exc).strip() or repr(exc)
     return name, message, "\n".join(text)
 
@@ -99,11 +106,26 @@ class RecordWriter(object):
             os.makedirs(parent)
 
     def write(self, record):
-        line = json.dumps(record, sort_keys=True, default=_jsonable)
+        line = json.dumps(strict_json(record), sort_keys=True, default=_jsonable,
+                          allow_nan=False)
         with open(self.path, "a") as fh:
             fh.write(line + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def strict_json(value):
+    """``value`` with every NaN / infinity (a loss that diverged, numpy scalars included)
+    replaced by None: JSON has no such numbers, and strict parsers refuse them."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy
+        return strict_json(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _jsonable(value):

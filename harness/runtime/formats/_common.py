@@ -9,11 +9,16 @@ import numpy as np
 
 from ..cases import MODEL_SUBDIR
 from ..fixtures import check_training, compare, load_golden
-from ..records import CheckFailed
+from ..records import CheckFailed, HarnessFault
 
 
 class Context(object):
     """Everything a variant body needs; built once per case by the plugin.
+
+    A variant marks the documented call(s) it tests with ``with ctx.under_test():``.
+    Only an exception raised inside such a region is the library's answer (``error``);
+    one raised anywhere else in the case (set-up, conversions, checks, the store, the
+    harness's hub server) is a harness bug (``harness_error``).
 
     ``handle`` is what the documents call ``handle``: the stored model directory,
     or a user's directory / URL, or ``url`` when a case sets it (the same model
@@ -36,10 +41,34 @@ class Context(object):
         self.errors = {"max_abs_err": 0.0, "max_rel_err": 0.0}
         self.details = {}
         self._golden = None
+        self._raised_under_test = []
+
+    @contextlib.contextmanager
+    def under_test(self):
+        """The documented call(s) under test: what they raise is the library's answer.
+
+        ``CheckFailed`` (a wrong result) and ``HarnessFault`` (the harness's own failure,
+        e.g. a helper process that died) keep their meaning inside the region.
+        """
+        try:
+            yield
+        except (CheckFailed, HarnessFault):
+            raise
+        except Exception as exc:
+            self._raised_under_test.append(exc)
+            raise
+
+    def raised_under_test(self, exc):
+        """Whether ``exc`` came out of an ``under_test`` region of this case."""
+        return any(exc is seen for seen in self._raised_under_test)
 
     @property
     def hub(self):
-        return self.rt.hub
+        """``tensorflow_hub``: its import error, where it cannot import, is the library's
+        answer to every case that needs it (``import tensorflow_hub`` is the documents'
+        first call), wherever the case reaches for ``hub``."""
+        with self.under_test():
+            return self.rt.hub
 
     @property
     def handle(self):
@@ -56,7 +85,12 @@ class Context(object):
         """The producer's golden arrays (all of them, or one by key)."""
         if self._golden is None:
             self._golden = load_golden(self.case)
-        return self._golden if key is None else self._golden[key]
+        if key is None:
+            return self._golden
+        if key not in self._golden:
+            raise HarnessFault("the producer recorded no golden %r (it has %s)"
+                               % (key, sorted(self._golden)))
+        return self._golden[key]
 
     def compare(self, outputs, key="y", label=None):
         """Compare ``outputs`` with golden ``key``; keep the worst error; raise CheckFailed."""
@@ -121,6 +155,15 @@ def prepare_dir(path):
     return path
 
 
+def keras_session(ctx):
+    """Keras's own Session in graph modes (``tf.keras`` 2 and tf-keras keep one), or None:
+    eager modes, and Keras 3, which has no graph mode and no ``backend.get_session``."""
+    if not ctx.rt.graph_mode:
+        return None
+    get_session = getattr(ctx.v1.keras.backend, "get_session", None)
+    return get_session() if get_session is not None else None
+
+
 def evaluate(ctx, tensors, sess=None):
     """Numpy values of ``tensors``: sess.run in graph mode, .numpy() in eager."""
     if ctx.rt.graph_mode:
@@ -129,6 +172,8 @@ def evaluate(ctx, tensors, sess=None):
         return {k: evaluate(ctx, v) for k, v in tensors.items()}
     if isinstance(tensors, (list, tuple)):
         return [evaluate(ctx, v) for v in tensors]
+    if hasattr(tensors, "numpy"):  # tensors and variables (TF 1.15 eager's restored
+        return tensors.numpy()    # UninitializedVariable has no __array__)
     return np.asarray(tensors)
 
 

@@ -19,6 +19,8 @@ import tempfile
 
 import numpy as np
 
+from ..records import HarnessFault
+
 STDERR_LINES = 15
 
 _LOADER = r"""
@@ -75,6 +77,10 @@ class ElsewhereError(Exception):
     """Loading in the other process failed (its error and traceback inside)."""
 
 
+class LoaderDied(HarnessFault):
+    """The other process itself died (not an error of the load it was given)."""
+
+
 class _Loader(object):
     """The other process: jobs in on stdin, one JSON answer per job on stdout."""
 
@@ -97,7 +103,7 @@ class _Loader(object):
             self.stderr.seek(0)
             tail = [ln for ln in self.stderr.read().decode("utf-8", "replace")
                     .splitlines() if ln.strip()][-STDERR_LINES:]
-            raise ElsewhereError("the other %s-mode process exited with %s: %s"
+            raise LoaderDied("the other %s-mode process exited with %s: %s"
                                  % (self.mode, self.proc.returncode, "\n".join(tail)))
         return json.loads(line)
 

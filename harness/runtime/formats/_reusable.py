@@ -52,13 +52,16 @@ def _inputs(ctx):
 
 def hub_load(ctx):
     """``m = hub.load(handle); outputs = m(inputs)``."""
-    return ctx.compare(run_outputs(ctx, lambda: ctx.hub.load(ctx.handle)(_inputs(ctx))))
+    with ctx.under_test():
+        got = run_outputs(ctx, lambda: ctx.hub.load(ctx.handle)(_inputs(ctx)))
+    return ctx.compare(got)
 
 
 def hub_load_tags(ctx):
     """``m = hub.load(handle, tags={"serve"}); outputs = m(inputs)``."""
-    return ctx.compare(run_outputs(
-        ctx, lambda: ctx.hub.load(ctx.handle, tags={"serve"})(_inputs(ctx))))
+    with ctx.under_test():
+        got = run_outputs(ctx, lambda: ctx.hub.load(ctx.handle, tags={"serve"})(_inputs(ctx)))
+    return ctx.compare(got)
 
 
 def hub_load_training(ctx):
@@ -68,7 +71,8 @@ def hub_load_training(ctx):
         x = _inputs(ctx)
         return m(x, training=False), m(x, training=True)
 
-    inference, training = run_outputs(ctx, build)
+    with ctx.under_test():
+        inference, training = run_outputs(ctx, build)
     ctx.compare(inference, "y", "training=False")
     ctx.expect(training.shape == inference.shape,
                "training=True output shape %s != %s" % (training.shape, inference.shape))
@@ -87,7 +91,8 @@ def signatures(ctx):
         return {name: obj.signatures[name](**{k: ctx.tf.constant(v) for k, v in ins.items()})
                 for name, (ins, _outs) in sorted(sigs.items())}
 
-    got = run_outputs(ctx, build)
+    with ctx.under_test():
+        got = run_outputs(ctx, build)
     return compare_signatures(ctx, sigs, got)
 
 
@@ -95,6 +100,8 @@ def compare_signatures(ctx, sigs, got):
     """Compare ``got[signature][output]`` with every golden output of ``sigs``."""
     for name, (_ins, outs) in sorted(sigs.items()):
         for key in sorted(outs):
+            ctx.expect(key in got[name], 'signatures["%s"] has no output %r: %s'
+                       % (name, key, sorted(got[name])))
             ctx.compare(got[name][key], sig_key(name, "out", key),
                         'signatures["%s"]["%s"]' % (name, key))
     return ctx.result(signatures=sorted(sigs))
@@ -109,45 +116,54 @@ def keras_layer(ctx):
     seen = {}
 
     def build():
-        layer = seen["layer"] = ctx.hub.KerasLayer(ctx.handle)
+        layer = ctx.hub.KerasLayer(ctx.handle)
         first = layer(_inputs(ctx))
         seen["weights"] = len(layer.weights)
-        return first, layer(_inputs(ctx))
+        second = layer(_inputs(ctx))
+        seen["after"] = len(layer.weights)
+        seen["trainable"] = [w.name for w in layer.trainable_weights]
+        return first, second
 
-    first, second = run_outputs(ctx, build)
-    layer = seen["layer"]
+    with ctx.under_test():
+        first, second = run_outputs(ctx, build)
     ctx.compare(first)
     ctx.compare(second, "y", "second application")
-    ctx.expect(len(layer.weights) == seen["weights"],
+    ctx.expect(seen["after"] == seen["weights"],
                "a second application added weights (%d -> %d): not shared"
-               % (seen["weights"], len(layer.weights)))
-    ctx.expect(not layer.trainable_weights, "hub.KerasLayer(handle) has trainable weights "
-               "by default: %s" % [w.name for w in layer.trainable_weights])
-    return ctx.result(weights=len(layer.weights))
+               % (seen["weights"], seen["after"]))
+    ctx.expect(not seen["trainable"], "hub.KerasLayer(handle) has trainable weights "
+               "by default: %s" % seen["trainable"])
+    return ctx.result(weights=seen["after"])
 
 
 def keras_layer_sequential(ctx):
     """``tf.keras.Sequential([hub.KerasLayer(handle)])``, then ``model.predict``."""
     tf, x = ctx.tf, ctx.golden("x")
     with fresh_graph(ctx):
-        model = tf.keras.Sequential([ctx.hub.KerasLayer(ctx.handle,
-                                                        input_shape=x.shape[1:])])
-        return ctx.compare(model.predict(x, batch_size=len(x), verbose=0))
+        with ctx.under_test():
+            model = tf.keras.Sequential([ctx.hub.KerasLayer(ctx.handle,
+                                                            input_shape=x.shape[1:])])
+            got = model.predict(x, batch_size=len(x), verbose=0)
+        return ctx.compare(got)
 
 
 def keras_layer_functional(ctx):
     """``tf.keras.Model(inp, hub.KerasLayer(handle)(inp))``, then ``model.predict``."""
     tf, x = ctx.tf, ctx.golden("x")
     with fresh_graph(ctx):
-        inp = tf.keras.Input(shape=x.shape[1:], dtype=tf.float32)
-        model = tf.keras.Model(inp, ctx.hub.KerasLayer(ctx.handle)(inp))
-        return ctx.compare(model.predict(x, batch_size=len(x), verbose=0))
+        with ctx.under_test():
+            inp = tf.keras.Input(shape=x.shape[1:], dtype=tf.float32)
+            model = tf.keras.Model(inp, ctx.hub.KerasLayer(ctx.handle)(inp))
+            got = model.predict(x, batch_size=len(x), verbose=0)
+        return ctx.compare(got)
 
 
 def saved_model_load(ctx):
     """``obj = tf.saved_model.load(path); outputs = obj(inputs)`` (TF2's loader)."""
     load = ctx.tf.compat.v2.saved_model.load
-    return ctx.compare(run_outputs(ctx, lambda: load(local_path(ctx))(_inputs(ctx))))
+    with ctx.under_test():  # local_path: hub.resolve of a URL handle, the documents' way
+        got = run_outputs(ctx, lambda: load(local_path(ctx))(_inputs(ctx)))
+    return ctx.compare(got)
 
 
 # ---- fine-tune -------------------------------------------------------------------------
@@ -160,7 +176,7 @@ def keras_layer_fit(ctx):
     """
     spec = ctx.spec
     x, t = spec.train_data()
-    with fresh_graph(ctx):
+    with fresh_graph(ctx), ctx.under_test():
         layer = ctx.hub.KerasLayer(ctx.handle, trainable=True)
         before, after, losses, reg, settled = keras_fit(ctx, layer, x, t)
         xs = ctx.tf.constant(x[:8])
@@ -187,11 +203,11 @@ def load_gradient_tape(ctx):
     """``m = hub.load(handle); outputs = m(inputs, training=True)`` under ``tf.GradientTape``."""
     tf, spec = ctx.tf, ctx.spec
     x, t = spec.train_data()
-    with fresh_graph(ctx):
+    with fresh_graph(ctx), ctx.under_test():
         m = ctx.hub.load(ctx.handle)
         variables = list(m.trainable_variables)
         before = variable_values(ctx, variables)
-        reg = [float(evaluate(ctx, fn())) for fn in m.regularization_losses]
+        reg = [evaluate(ctx, fn()) for fn in m.regularization_losses]
         losses = []
         for _ in range(spec.train_steps):
             with tf.GradientTape() as tape:
@@ -201,8 +217,9 @@ def load_gradient_tape(ctx):
             grads = tape.gradient(loss, variables)
             for v, g in zip(variables, grads):
                 v.assign_sub(spec.learning_rate * g)
-            losses.append(float(loss.numpy()))
+            losses.append(loss.numpy())
         after = variable_values(ctx, variables)
+    reg, losses = [float(v) for v in reg], [float(v) for v in losses]
     check_regularization(ctx, reg, before, "m.regularization_losses")
     return ctx.check_training(before, after, losses, regularization_loss=reg[0])
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..cases import MODES
 from ..fixtures import compare
-from ._common import fresh_graph, keras_fit, local_path
+from ._common import fresh_graph, keras_fit, keras_session, local_path
 from ._elsewhere import load_elsewhere
 from ._reusable import check_regularization
 
@@ -109,17 +109,20 @@ def estimator_model_fn(ctx):
     Estimator's checkpoint holds the fine-tuned values.
     """
     tf, spec = ctx.tf, ctx.spec
-    estimator = tf.estimator  # TF >= 2.16: AttributeError, the evidence
     x, t = spec.train_data()
     model_dir = tempfile.mkdtemp(prefix="tfhub-compat-estimator-")
     built, record = {}, {"losses": []}
     try:
-        est = estimator.Estimator(model_fn=_model_fn(ctx, estimator, built),
-                                  config=_run_config(ctx, estimator, model_dir))
-        est.train(lambda: tf.data.Dataset.from_tensors((x, t)).repeat(),
-                  steps=spec.train_steps, hooks=[_recorder(ctx, built, record)])
-        names = record["names"]
-        checkpoint = {n: est.get_variable_value(n) for n in names}
+        # the custom model_fn guide's code (model_fn, RunConfig, the recording hook's
+        # session.run calls run inside Estimator.train)
+        with ctx.under_test():
+            estimator = tf.estimator  # TF >= 2.16: AttributeError, the evidence
+            est = estimator.Estimator(model_fn=_model_fn(ctx, estimator, built),
+                                      config=_run_config(ctx, estimator, model_dir))
+            est.train(lambda: tf.data.Dataset.from_tensors((x, t)).repeat(),
+                      steps=spec.train_steps, hooks=[_recorder(ctx, built, record)])
+            names = record["names"]
+            checkpoint = {n: est.get_variable_value(n) for n in names}
     finally:
         shutil.rmtree(model_dir, ignore_errors=True)
     before = dict(zip(names, record["before"]))
@@ -148,19 +151,21 @@ def _initialize_loaded(ctx):
     Checkpoint's ``save_counter``) that must be initialized (restored from the
     SavedModel) in the session ``Model.fit`` will use: Keras's own session.  Keras
     itself initializes only the layer's weights, and ``tf.saved_model.save`` saves them all.
+    Keras 3 keeps no session (it has no graph mode): nothing to initialize, and the
+    documented calls that follow say what Keras 3 does with the layer.
     """
-    if ctx.rt.graph_mode:
+    sess = keras_session(ctx)
+    if sess is not None:
         v1 = ctx.v1
-        v1.keras.backend.get_session().run([v1.global_variables_initializer(),
-                                            v1.tables_initializer()])
+        sess.run([v1.global_variables_initializer(), v1.tables_initializer()])
 
 
 def _save_trained(ctx, loaded_obj, export_dir):
     """``tf.saved_model.save(loaded_obj, export_dir)``; in a graph, inside Keras's session
     (the one ``Model.fit`` trained in), so the saver writes the trained values."""
-    if ctx.rt.graph_mode:
-        keras_session = ctx.v1.keras.backend.get_session()
-        with keras_session.as_default():
+    sess = keras_session(ctx)
+    if sess is not None:
+        with sess.as_default():
             ctx.tf.saved_model.save(loaded_obj, export_dir)
     else:
         ctx.tf.saved_model.save(loaded_obj, export_dir)
@@ -174,7 +179,9 @@ def re_export(ctx):
     work = tempfile.mkdtemp(prefix="tfhub-compat-reexport-")
     export_dir = os.path.join(work, "finetuned_model_export")
     try:
-        with fresh_graph(ctx):
+        # the guide's calls; in graph modes, with what a TF1 user does with variables
+        # (initialize them in the session Keras trains in)
+        with fresh_graph(ctx), ctx.under_test():
             loaded_obj = ctx.hub.load(ctx.handle)
             _initialize_loaded(ctx)
             hub_layer = ctx.hub.KerasLayer(loaded_obj, trainable=True)
@@ -182,7 +189,8 @@ def re_export(ctx):
             tuned = tf.keras.backend.batch_get_value(
                 [hub_layer(tf.constant(xg), training=False)])[0]
             _save_trained(ctx, loaded_obj, export_dir)
-        reloaded = load_elsewhere(ctx.rt.mode, export_dir, xg)
+        with ctx.under_test():  # hub.load(export_dir)(x) in a fresh process
+            reloaded = load_elsewhere(ctx.rt.mode, export_dir, xg)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     shift = _check_reloaded(ctx, np.asarray(tuned), reloaded)

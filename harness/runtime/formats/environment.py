@@ -10,6 +10,10 @@ library's own type and message: ``ModuleNotFoundError: No module named
 'Module'``, ...).  Nothing is caught and converted; ``ctx.expect`` is only for
 "it exists but does the wrong thing".  Versions go into ``details`` first, so a
 check that raises still says what it ran against.
+
+What cannot fail is not a check: which Keras ``tf.keras`` is and which one hub
+builds on are facts about the env (``facts``), written once per env x mode
+beside the records and shown with the env's versions in the report.
 """
 from __future__ import annotations
 
@@ -50,7 +54,7 @@ def import_hub(ctx):
     setuptools >= 82 (which dropped it) the import fails here.
     """
     _note(ctx, setuptools=dist_version("setuptools"), **_versions(ctx))
-    hub = ctx.rt.hub
+    hub = ctx.hub  # its import error is the library's answer
     return ctx.result(hub_version=getattr(hub, "__version__", None),
                       hub_file=getattr(hub, "__file__", None))
 
@@ -64,7 +68,7 @@ def import_pkg_resources(ctx):
     """
     _note(ctx, setuptools=dist_version("setuptools"), python=ctx.rt.info.get("python"))
     already = "pkg_resources" in sys.modules
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, ctx.under_test():
         warnings.simplefilter("always")
         import pkg_resources
     return ctx.result(already_imported=already, pkg_resources_file=pkg_resources.__file__,
@@ -76,7 +80,8 @@ def _hub_attribute(name):
 
     def check(ctx):
         _note(ctx, **_versions(ctx))
-        obj = getattr(ctx.rt.hub, name)
+        with ctx.under_test():
+            obj = getattr(ctx.hub, name)
         return ctx.result(defined_in=getattr(obj, "__module__", None),
                           kind=type(obj).__name__)
 
@@ -89,7 +94,8 @@ def estimator(ctx):
     """``tf.estimator.Estimator`` in the mode's ``tf`` (TF >= 2.16 has no ``tf.estimator``)."""
     _note(ctx, tensorflow_estimator=dist_version("tensorflow-estimator")
           or dist_version("tensorflow_estimator"), **_versions(ctx))
-    cls = ctx.tf.estimator.Estimator
+    with ctx.under_test():
+        cls = ctx.tf.estimator.Estimator
     return ctx.result(defined_in=getattr(cls, "__module__", None))
 
 
@@ -106,7 +112,8 @@ def saved_model_save(ctx):
     install) is recorded as ``same_as_top_level``.
     """
     _note(ctx, **_versions(ctx))
-    save = ctx.tf.saved_model.save
+    with ctx.under_test():
+        save = ctx.tf.saved_model.save
     top = sys.modules.get("tensorflow")
     top_save = getattr(getattr(top, "saved_model", None), "save", None)
     return ctx.result(defined_in=getattr(save, "__module__", None),
@@ -117,9 +124,10 @@ def _config_option(experimental):
     """``session_config[.experimental].share_cluster_devices_in_session = True`` (migration
     guide: needed for Estimator training with parameter servers; not experimental since TF 2.2)."""
     def run(ctx):
-        config = ctx.v1.ConfigProto()
-        target = config.experimental if experimental else config
-        target.share_cluster_devices_in_session = True
+        with ctx.under_test():
+            config = ctx.v1.ConfigProto()
+            target = config.experimental if experimental else config
+            target.share_cluster_devices_in_session = True
         return ctx.result(tensorflow=ctx.rt.info["tensorflow"])
 
     return run
@@ -151,15 +159,17 @@ def keras_layer_in_sequential(ctx):
     tf = ctx.tf
     _note(ctx, keras=ctx.rt.info.get("keras"),
           TF_USE_LEGACY_KERAS=os.environ.get("TF_USE_LEGACY_KERAS"), **_versions(ctx))
-    hub = ctx.rt.hub
+    hub = ctx.hub
+    x = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
     path = tempfile.mkdtemp(prefix="tfhub_compat_health_")
     try:
-        _tiny_saved_model(tf, path)
-        model = tf.keras.Sequential([hub.KerasLayer(path)])
-        x = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
-        y = np.asarray(model(tf.constant(x)))
+        _tiny_saved_model(tf, path)  # set-up (tf.saved_model.save has its own check)
+        with ctx.under_test():
+            model = tf.keras.Sequential([hub.KerasLayer(path)])
+            y = model(tf.constant(x))
     finally:
         shutil.rmtree(path, ignore_errors=True)
+    y = np.asarray(y)
     ctx.expect(np.allclose(y, 2.0 * x),
                "Sequential([hub.KerasLayer]) of x*2 gave %s for %s" % (y.tolist(), x.tolist()))
     return ctx.result(output=y.tolist())
@@ -179,8 +189,8 @@ def _keras_layer_class(tf):
         return "unavailable (%s: %s)" % (type(exc).__name__, exc)
 
 
-def keras_flavour_info(ctx):
-    """Informational, never fails: which Keras ``tf.keras`` is, and which one hub uses.
+def facts(runtime):
+    """What cannot fail, so is no check: which Keras ``tf.keras`` is, and which one hub uses.
 
     ``keras`` is the run's Keras (``modes.keras_flavour`` at bootstrap);
     ``tf_keras_layer`` is the class ``tf.keras.layers.Layer`` of the mode's ``tf``
@@ -189,16 +199,33 @@ def keras_flavour_info(ctx):
     hub is unavailable.  A ``hub.KerasLayer`` only fits in ``tf.keras`` models when
     the two are the same Keras.
     """
-    details = dict(_versions(ctx), keras=ctx.rt.info.get("keras"),
-                   tf_keras_layer=_keras_layer_class(ctx.tf),
-                   TF_USE_LEGACY_KERAS=os.environ.get("TF_USE_LEGACY_KERAS"),
-                   keras_dist=dist_version("keras"), tf_keras_dist=dist_version("tf-keras"))
-    if ctx.rt.hub_error is not None:
-        details["hub_keras_layer_base"] = "unavailable (%s)" % type(ctx.rt.hub_error).__name__
+    found = {"tensorflow": runtime.info.get("tensorflow"),
+             "tensorflow_hub": dist_version("tensorflow-hub"), "mode": runtime.mode,
+             "keras": runtime.info.get("keras"),
+             "tf_keras_layer": _keras_layer_class(runtime.tf),
+             "TF_USE_LEGACY_KERAS": os.environ.get("TF_USE_LEGACY_KERAS"),
+             "keras_dist": dist_version("keras"), "tf_keras_dist": dist_version("tf-keras")}
+    if runtime.hub_error is not None:
+        found["hub_keras_layer_base"] = "unavailable (%s)" % type(runtime.hub_error).__name__
     else:
-        bases = getattr(getattr(ctx.rt.hub, "KerasLayer", None), "__mro__", ())[1:2]
-        details["hub_keras_layer_base"] = _class_path(bases[0]) if bases else None
-    return ctx.result(**details)
+        bases = getattr(getattr(runtime.hub, "KerasLayer", None), "__mro__", ())[1:2]
+        found["hub_keras_layer_base"] = _class_path(bases[0]) if bases else None
+    return found
+
+
+def mode_bootstrap(ctx):
+    """The mode is what the documents say: ``compat`` is ``import tensorflow.compat.v1 as
+    tf; tf.disable_v2_behavior()`` (footnote [1]: graph mode, ``tf`` is ``compat.v1``),
+    ``tf1`` TF 1.x graph mode, ``tf1_eager`` TF 1.15 eager, ``tf2`` TF2 eager."""
+    tf, mode = ctx.tf, ctx.rt.mode
+    with ctx.under_test():
+        eager = bool(tf.executing_eagerly())
+    _note(ctx, executing_eagerly=eager, tf_module=tf.__name__, **_versions(ctx))
+    ctx.expect(eager == (mode in ("tf1_eager", "tf2")),
+               "tf.executing_eagerly() is %s in mode %s" % (eager, mode))
+    ctx.expect(mode != "compat" or tf.__name__.endswith("compat.v1"),
+               "compat mode's tf is %s, not tensorflow.compat.v1" % tf.__name__)
+    return ctx.result()
 
 
 def _variant(api, run, call, modes=MODES):
@@ -223,7 +250,8 @@ def pytest_tfhub_compat_variants():
                  "session_config.share_cluster_devices_in_session = True  # TF >= 2.2"),
         _variant("hub.KerasLayer-in-tf.keras.Sequential", keras_layer_in_sequential,
                  "tf.keras.Sequential([hub.KerasLayer(handle)])", TF2_ONLY),
-        _variant("keras-flavour", keras_flavour_info, "tf.keras  # which Keras"),
+        _variant("mode-bootstrap", mode_bootstrap,
+                 "import tensorflow.compat.v1 as tf; tf.disable_v2_behavior()  # compat"),
     ]
     return checks
 

@@ -189,12 +189,15 @@ def cache_second_process(ctx):
         ctx.expect(os.path.isdir(expected) and os.listdir(expected),
                    "no model in %s (sha1 of the handle under TFHUB_CACHE_DIR); the cache "
                    "holds %s" % (expected, sorted(os.listdir(cache))))
-        resolve = getattr(ctx.hub, "resolve", None)
-        resolved = resolve(ctx.url) if resolve is not None else None
+        with ctx.under_test():
+            resolve = getattr(ctx.hub, "resolve", None)
+            resolved = resolve(ctx.url) if resolve is not None else None
         ctx.expect(resolved in (None, expected), "hub.resolve(handle) = %s, expected %s"
                    % (resolved, expected))
-        other = Pending(ctx.rt.mode, ctx.url, ctx.golden("x"), {"TFHUB_CACHE_DIR": cache},
-                        **_elsewhere_kwargs(ctx)).result()
+        pending = Pending(ctx.rt.mode, ctx.url, ctx.golden("x"), {"TFHUB_CACHE_DIR": cache},
+                          **_elsewhere_kwargs(ctx))
+        with ctx.under_test():  # hub.load(url)(x) in the other process
+            other = pending.result()
         ctx.compare(other, "y", "loaded from the cache by another process")
         total = len(downloads(ctx, token))
         ctx.expect(total == 1, "the second process downloaded the model again (%d downloads)"
@@ -204,9 +207,11 @@ def cache_second_process(ctx):
                       hub_resolve=resolved is not None, descriptor_file=descriptor)
 
 
-def _defines_load_format():
+def _defines_load_format(ctx):
     """Whether this tensorflow_hub knows TFHUB_MODEL_LOAD_FORMAT (hub >= 0.10)."""
-    from tensorflow_hub import resolver
+    with ctx.under_test():
+        ctx.hub  # noqa: B018  (its import error, where it has one, is the answer)
+        from tensorflow_hub import resolver
     return hasattr(resolver, "ModelLoadFormat")
 
 
@@ -215,7 +220,7 @@ def load_format(value):
     defines (COMPRESSED and AUTO download the archive; UNCOMPRESSED asks for the model's
     location and reads it in place — a GCS path, which a local server cannot give)."""
     def run(ctx):
-        defined = _defines_load_format()
+        defined = _defines_load_format(ctx)
         expected = "uncompressed" if defined and value == "UNCOMPRESSED" else "compressed"
         raised = None
         with fresh_cache(), env_var("TFHUB_MODEL_LOAD_FORMAT", value):
@@ -327,7 +332,9 @@ def two_processes(ctx):
             finished = time.time()
         finally:
             other.wait()
-        ctx.compare(other.result(), "y", "loaded by the other process")
+        with ctx.under_test():  # hub.load(url)(x) in the other process
+            theirs = other.result()
+        ctx.compare(theirs, "y", "loaded by the other process")
         got = len(downloads(ctx, token))
     overlap = min(finished, other.finished) - max(started, other.started)
     ctx.expect(overlap > 0, "the two loads did not overlap (%.2fs): nothing was tested"

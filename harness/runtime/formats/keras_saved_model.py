@@ -21,7 +21,7 @@ import numpy as np
 
 from ..cases import Variant
 from . import _reusable
-from ._common import evaluate, fresh_graph, prepare_dir
+from ._common import evaluate, fresh_graph, initialize, keras_session, prepare_dir, session
 from ._reusable import EVERY, sig_key
 
 FORMAT = "keras_saved_model"
@@ -80,11 +80,17 @@ def _fit(ctx, model):
 # ---- goldens ---------------------------------------------------------------------------
 
 def _outputs(ctx, model, x):
-    """``model(x, training=False)`` as numpy: the Keras session in graph modes."""
+    """``model(x, training=False)`` as numpy: the Keras session in graph modes (a new
+    one, initialized, where Keras keeps none)."""
     y = model(ctx.tf.constant(x), training=False)
-    if ctx.rt.graph_mode:
-        return ctx.tf.keras.backend.get_session().run(y)
-    return evaluate(ctx, y)
+    if not ctx.rt.graph_mode:
+        return evaluate(ctx, y)
+    sess = keras_session(ctx)
+    if sess is not None:
+        return sess.run(y)
+    with session(ctx) as sess:
+        initialize(ctx, sess)
+        return sess.run(y)
 
 
 def _serving_signatures(ctx):
@@ -133,7 +139,9 @@ def _golden(ctx, x, y):
 
 def _saved(ctx, model, x, **details):
     """Goldens of ``model`` (saved already) and the manifest extras."""
-    golden, sigs = _golden(ctx, x, _outputs(ctx, model, x))
+    with ctx.under_test():
+        y = _outputs(ctx, model, x)
+    golden, sigs = _golden(ctx, x, y)
     return {"golden": golden,
             "details": dict(details, signatures={k: list(v) for k, v in sigs.items()}),
             "manifest": {"signatures": sorted(sigs),
@@ -148,11 +156,12 @@ def model_save(ctx):
     tf, spec = ctx.tf, ctx.spec
     prepare_dir(ctx.case.model_dir)
     with fresh_graph(ctx):
-        layers = _mlp_layers(ctx, input_shape=True)
-        model = tf.keras.Sequential(layers)
-        _set_weights(ctx, layers)
-        _compile(ctx, model)
-        model.save(ctx.handle, include_optimizer=False)
+        with ctx.under_test():  # the guide's Keras code
+            layers = _mlp_layers(ctx, input_shape=True)
+            model = tf.keras.Sequential(layers)
+            _set_weights(ctx, layers)
+            _compile(ctx, model)
+            model.save(ctx.handle, include_optimizer=False)
         return _saved(ctx, model, spec.golden_inputs())
 
 
@@ -162,10 +171,11 @@ def piece_save(ctx):
     tf, spec = ctx.tf, ctx.spec
     prepare_dir(ctx.case.model_dir)
     with fresh_graph(ctx):
-        piece = tf.keras.Model(*_functional_mlp(ctx))
-        full = tf.keras.Sequential([piece, tf.keras.layers.Dense(1, name=HEAD)])
-        losses = _fit(ctx, full)
-        piece.save(ctx.handle, include_optimizer=False)
+        with ctx.under_test():
+            piece = tf.keras.Model(*_functional_mlp(ctx))
+            full = tf.keras.Sequential([piece, tf.keras.layers.Dense(1, name=HEAD)])
+            losses = _fit(ctx, full)
+            piece.save(ctx.handle, include_optimizer=False)
         return _saved(ctx, piece, spec.golden_inputs(), fit_loss=[float(v) for v in losses])
 
 
@@ -175,13 +185,14 @@ def cut_save(ctx):
     tf, spec = ctx.tf, ctx.spec
     prepare_dir(ctx.case.model_dir)
     with fresh_graph(ctx):
-        inp, out = _functional_mlp(ctx)
-        full_model = tf.keras.Model(inp, tf.keras.layers.Dense(1, name=HEAD)(out))
-        losses = _fit(ctx, full_model)
-        sharing_input = full_model.get_layer(INPUT).get_output_at(0)
-        sharing_output = full_model.get_layer(LOGITS).get_output_at(0)
-        piece_to_share = tf.keras.Model(sharing_input, sharing_output)
-        piece_to_share.save(ctx.handle, include_optimizer=False)
+        with ctx.under_test():
+            inp, out = _functional_mlp(ctx)
+            full_model = tf.keras.Model(inp, tf.keras.layers.Dense(1, name=HEAD)(out))
+            losses = _fit(ctx, full_model)
+            sharing_input = full_model.get_layer(INPUT).get_output_at(0)
+            sharing_output = full_model.get_layer(LOGITS).get_output_at(0)
+            piece_to_share = tf.keras.Model(sharing_input, sharing_output)
+            piece_to_share.save(ctx.handle, include_optimizer=False)
         return _saved(ctx, piece_to_share, spec.golden_inputs(),
                       fit_loss=[float(v) for v in losses])
 

@@ -71,7 +71,9 @@ def _save(ctx, resource):
     tf, spec, case = ctx.tf, ctx.spec, ctx.case
     out_dir = prepare_dir(case.model_dir)
     x = spec.golden_inputs()
-    with fresh_graph(ctx):
+    # the reusable object is the TF2 guide's code (variables, tf.function traces, serving
+    # signatures): all of it is what a TF2 user writes, so all of it is under test
+    with fresh_graph(ctx), ctx.under_test():
         obj, inference, sigs = _reusable_object(ctx, resource)
         # through the traced concrete function: calling ``obj.__call__`` on the goldens
         # would add a trace for their exact shape, and a restored object with both a
@@ -130,7 +132,7 @@ def my_mul_model(ctx):
         def __call__(self, inputs):
             return tf.multiply(inputs, self.v)
 
-    with fresh_graph(ctx):
+    with fresh_graph(ctx), ctx.under_test():
         model = MyMulModel(spec.v_init)
         if ctx.rt.graph_mode:
             with session(ctx) as sess:
@@ -138,7 +140,9 @@ def my_mul_model(ctx):
                 tf.saved_model.save(model, ctx.handle)
         else:
             tf.saved_model.save(model, ctx.handle)
-    got = run_outputs(ctx, lambda: ctx.hub.KerasLayer(ctx.handle)(tf.constant(spec.inputs)))
+    with ctx.under_test():
+        got = run_outputs(ctx, lambda: ctx.hub.KerasLayer(ctx.handle)(
+            tf.constant(spec.inputs)))
     ctx.expect(np.allclose(got, spec.expected),
                "layer(%s) = %s, the guide prints %s" % (spec.inputs.tolist(), got.tolist(),
                                                         spec.expected.tolist()))
@@ -156,10 +160,11 @@ def my_mul_trainable(ctx):
         layer.trainable = True
         return out, list(layer.trainable_weights), list(layer.losses)
 
-    out, weights, losses = run_outputs(ctx, build)
+    with ctx.under_test():
+        out, weights, losses = run_outputs(ctx, build)
     ctx.compare(out, "y", "layer([10., 20.])")
-    weights = [float(np.asarray(w)) for w in weights]
-    losses = [float(np.asarray(v)) for v in losses]
+    weights = [float(w) for w in weights]
+    losses = [float(v) for v in losses]
     ctx.expect(weights == [spec.v_init],
                "layer.trainable_weights = %s, the guide prints [%s]" % (weights, spec.v_init))
     ctx.expect(len(losses) == 1 and np.isclose(losses[0], spec.expected_loss),
@@ -177,15 +182,17 @@ def keras_layer_no_collections(ctx):
     v1, spec = ctx.v1, ctx.spec
     with fresh_graph(ctx):
         x = v1.placeholder(v1.float32, [None, spec.input_dim])
-        layer = ctx.hub.KerasLayer(ctx.handle, trainable=True)
-        layer(x)
-        reg = v1.get_collection(v1.GraphKeys.REGULARIZATION_LOSSES)
-        upd = v1.get_collection(v1.GraphKeys.UPDATE_OPS)
+        with ctx.under_test():
+            layer = ctx.hub.KerasLayer(ctx.handle, trainable=True)
+            layer(x)
+            reg = v1.get_collection(v1.GraphKeys.REGULARIZATION_LOSSES)
+            upd = v1.get_collection(v1.GraphKeys.UPDATE_OPS)
+            layer_losses = list(layer.losses)
         details = {"REGULARIZATION_LOSSES": len(reg), "UPDATE_OPS": len(upd),
-                   "layer.losses": len(layer.losses)}
+                   "layer.losses": len(layer_losses)}
         ctx.expect(not reg and not upd, "graph collections filled: %s" % details)
-        ctx.expect(len(layer.losses) == 1, "layer.losses has %d entries, expected 1"
-                   % len(layer.losses))
+        ctx.expect(len(layer_losses) == 1, "layer.losses has %d entries, expected 1"
+                   % len(layer_losses))
     return ctx.result(**details)
 
 

@@ -102,11 +102,11 @@ def _export(ctx):
     hub, tf, spec, case = ctx.hub, ctx.v1, ctx.spec, ctx.case
     out_dir = prepare_dir(case.model_dir)
     vocab = spec.write_vocab(out_dir)
-    module_spec = hub.create_module_spec(
-        _module_fn_factory(ctx, vocab),
-        tags_and_args=[(set(), {"train": False}), ({"train"}, {"train": True})])
     feed = _golden_feed(spec)
-    with fresh_graph(ctx):
+    with ctx.under_test(), fresh_graph(ctx):  # the creation guide's code, module_fn included
+        module_spec = hub.create_module_spec(
+            _module_fn_factory(ctx, vocab),
+            tags_and_args=[(set(), {"train": False}), ({"train"}, {"train": True})])
         module = hub.Module(module_spec)
         tensors = {}
         for name, inputs in feed.items():
@@ -147,14 +147,17 @@ def _sig_inputs(ctx, name):
 
 def _compare_sig(ctx, name, got, label):
     for key in SIGNATURES[name][1]:
+        ctx.expect(key in got, "%s has no output %r: %s" % (label, key, sorted(got)))
         ctx.compare(got[key], sig_key(name, "out", key), "%s[%r]" % (label, key))
     return ctx.result()
 
 
 def module_load(ctx):
     """``m = hub.Module(handle); outputs = m(inputs)`` in a Session."""
-    return ctx.compare(run_outputs(
-        ctx, lambda: ctx.hub.Module(ctx.handle)(ctx.v1.constant(ctx.golden("x")))))
+    with ctx.under_test():
+        got = run_outputs(ctx, lambda: ctx.hub.Module(ctx.handle)(
+            ctx.v1.constant(ctx.golden("x"))))
+    return ctx.compare(got)
 
 
 def module_signature_as_dict(ctx):
@@ -166,16 +169,18 @@ def module_signature_as_dict(ctx):
         return (m(feed, signature="features", as_dict=True),
                 m(tf.constant(ctx.golden("x")), as_dict=True))
 
-    features, default = run_outputs(ctx, build)
+    with ctx.under_test():
+        features, default = run_outputs(ctx, build)
     _compare_sig(ctx, "default", default, "m(x, as_dict=True)")
     return _compare_sig(ctx, "features", features, 'm(..., signature="features")')
 
 
 def module_strings(ctx):
     """String inputs through the vocabulary asset: ``m(tokens, signature="tokens")``."""
-    got = run_outputs(ctx, lambda: ctx.hub.Module(ctx.handle)(
-        ctx.v1.constant(ctx.golden(sig_key("tokens", "in", "default"))), signature="tokens",
-        as_dict=True))
+    with ctx.under_test():
+        got = run_outputs(ctx, lambda: ctx.hub.Module(ctx.handle)(
+            ctx.v1.constant(ctx.golden(sig_key("tokens", "in", "default"))),
+            signature="tokens", as_dict=True))
     return _compare_sig(ctx, "tokens", got, 'm(tokens, signature="tokens")')
 
 
@@ -188,7 +193,8 @@ def module_train_tags(ctx):
                 m(tf.constant(ctx.golden(sig_key("tokens", "in", "default"))),
                   signature="tokens", as_dict=True))
 
-    train_out, tokens = run_outputs(ctx, build)
+    with ctx.under_test():
+        train_out, tokens = run_outputs(ctx, build)
     _compare_sig(ctx, "tokens", tokens, "train graph tokens")
     ctx.expect(train_out.shape == ctx.golden("y").shape, "train graph output shape %s"
                % (train_out.shape,))
@@ -199,7 +205,7 @@ def module_train_tags(ctx):
 
 def module_attached_message(ctx):
     """``m.get_attached_message(key, tf.train.Example)`` returns what ``hub.attach_message`` put."""
-    with fresh_graph(ctx):
+    with fresh_graph(ctx), ctx.under_test():
         m = ctx.hub.Module(ctx.handle)
         message = m.get_attached_message(MESSAGE_KEY, ctx.v1.train.Example)
     ctx.expect(message is not None, "no attached message %r" % MESSAGE_KEY)
@@ -218,7 +224,8 @@ def _signature_call(ctx, name, positional=False, tags=None):
             return m.signatures[name](*[inputs[k] for k in sorted(inputs)])
         return m.signatures[name](**inputs)
 
-    return run_outputs(ctx, build)
+    with ctx.under_test():
+        return run_outputs(ctx, build)
 
 
 def load_signatures(ctx):
@@ -241,7 +248,10 @@ def load_tags(ctx):
     """``m = hub.load(path, tags={"train"})``: the train graph's signatures."""
     _compare_sig(ctx, "tokens", _signature_call(ctx, "tokens", tags={"train"}),
                  "train graph tokens")
-    train = _signature_call(ctx, "default", tags={"train"})["default"]
+    train = _signature_call(ctx, "default", tags={"train"})
+    ctx.expect("default" in train, "the train graph's default signature has no output "
+               "'default': %s" % sorted(train))
+    train = train["default"]
     ctx.expect(not np.allclose(train, ctx.golden("y")),
                "tags={'train'} loaded the inference graph (outputs equal the goldens)")
     return ctx.result(train_graph_differs=True)
@@ -249,38 +259,45 @@ def load_tags(ctx):
 
 def keras_layer_plain(ctx):
     """``m = hub.KerasLayer(handle); tensor_out = m(tensor_in)`` (hub >= 0.7, migration guide)."""
-    return ctx.compare(run_outputs(
-        ctx, lambda: ctx.hub.KerasLayer(ctx.handle)(ctx.tf.constant(ctx.golden("x")))))
+    with ctx.under_test():
+        got = run_outputs(ctx, lambda: ctx.hub.KerasLayer(ctx.handle)(
+            ctx.tf.constant(ctx.golden("x"))))
+    return ctx.compare(got)
 
 
 def keras_layer_signature(ctx):
     """``m = hub.KerasLayer(handle, signature="default", output_key="default")``."""
-    return ctx.compare(run_outputs(ctx, lambda: ctx.hub.KerasLayer(
-        ctx.handle, signature="default", output_key="default")(
-        ctx.tf.constant(ctx.golden("x")))))
+    with ctx.under_test():
+        got = run_outputs(ctx, lambda: ctx.hub.KerasLayer(
+            ctx.handle, signature="default", output_key="default")(
+            ctx.tf.constant(ctx.golden("x"))))
+    return ctx.compare(got)
 
 
 def keras_layer_outputs_as_dict(ctx):
     """``hub.KerasLayer(handle, signature="features", signature_outputs_as_dict=True)``."""
-    got = run_outputs(ctx, lambda: ctx.hub.KerasLayer(
-        ctx.handle, signature="features", signature_outputs_as_dict=True)(
-        {k: ctx.tf.constant(v) for k, v in _sig_inputs(ctx, "features").items()}))
+    with ctx.under_test():
+        got = run_outputs(ctx, lambda: ctx.hub.KerasLayer(
+            ctx.handle, signature="features", signature_outputs_as_dict=True)(
+            {k: ctx.tf.constant(v) for k, v in _sig_inputs(ctx, "features").items()}))
     return _compare_sig(ctx, "features", got, "signature_outputs_as_dict")
 
 
 def keras_layer_tags_strings(ctx):
     """``hub.KerasLayer(handle, tags={"train"}, signature="tokens", output_key="default")``."""
-    got = run_outputs(ctx, lambda: ctx.hub.KerasLayer(
-        ctx.handle, tags={"train"}, signature="tokens", output_key="default")(
-        ctx.tf.constant(ctx.golden(sig_key("tokens", "in", "default")))))
+    with ctx.under_test():
+        got = run_outputs(ctx, lambda: ctx.hub.KerasLayer(
+            ctx.handle, tags={"train"}, signature="tokens", output_key="default")(
+            ctx.tf.constant(ctx.golden(sig_key("tokens", "in", "default")))))
     return ctx.compare(got, sig_key("tokens", "out", "default"), "tokens via tags={'train'}")
 
 
 def saved_model_load(ctx):
     """``tf.saved_model.load(path, tags=[])`` of a TF1 Hub module (migration guide)."""
     load = ctx.tf.compat.v2.saved_model.load
-    got = run_outputs(ctx, lambda: load(local_path(ctx), tags=[]).signatures["default"](
-        default=ctx.tf.constant(ctx.golden("x"))))
+    with ctx.under_test():
+        got = run_outputs(ctx, lambda: load(local_path(ctx), tags=[]).signatures["default"](
+            default=ctx.tf.constant(ctx.golden("x"))))
     return _compare_sig(ctx, "default", got, "tf.saved_model.load signatures")
 
 
@@ -294,7 +311,8 @@ def module_fine_tune(ctx):
     """
     hub, tf, spec = ctx.hub, ctx.v1, ctx.spec
     x, t = spec.train_data()
-    with fresh_graph(ctx):
+    # the fine-tuning guide's graph: the module, its collections, an optimizer, a Session
+    with fresh_graph(ctx), ctx.under_test():
         m = hub.Module(ctx.handle, trainable=True, tags={"train"})
         y = m(tf.constant(x))
         reg = tf.losses.get_regularization_losses()
@@ -338,7 +356,7 @@ def keras_layer_fine_tune(ctx):
     """``hub.KerasLayer(handle, trainable=True)`` on a TF1 Hub module (documented unsupported)."""
     from ._common import keras_fit
     x, t = ctx.spec.train_data()
-    with fresh_graph(ctx):
+    with fresh_graph(ctx), ctx.under_test():
         layer = ctx.hub.KerasLayer(ctx.handle, trainable=True, signature="default",
                                    output_key="default")
         before, after, losses, _reg, settled = keras_fit(ctx, layer, x, t)

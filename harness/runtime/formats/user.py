@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cases import Variant
+from ..records import HarnessFault
 from . import _reusable
 from ._common import fresh_graph, initialize, keras_fit, prepare_dir, run_outputs, session
 from ._reusable import EVERY, compare_signatures, sig_key, signature_goldens
@@ -41,8 +42,8 @@ def make_inputs(tf, specs, seed, batch):
             value = np.array([WORDS[i % len(WORDS)] for i in range(int(np.prod(shape)))],
                              dtype=np.bytes_).reshape(shape)
         else:
-            raise TypeError("cannot make inputs of dtype %s for input %r: give the model an "
-                            "inputs .npz (--model-inputs)" % (dtype.name, name))
+            raise HarnessFault("cannot make inputs of dtype %s for input %r: give the model "
+                               "an inputs .npz (--model-inputs)" % (dtype.name, name))
         out[name] = value
     return out
 
@@ -58,8 +59,8 @@ def input_specs(tf, fn, name):
         return structured[1]
     names = getattr(fn, "_arg_keywords", None)
     if not names:
-        raise TypeError("cannot tell the inputs of signature %r: give the model an inputs "
-                        ".npz (--model-inputs)" % name)
+        raise HarnessFault("cannot tell the inputs of signature %r: give the model an "
+                           "inputs .npz (--model-inputs)" % name)
     return {n: tf.TensorSpec(t.shape, t.dtype) for n, t in zip(names, fn.inputs)}
 
 
@@ -104,7 +105,8 @@ def import_model(ctx):
             tensors["y"] = obj(tf.constant(feeds[""]["x"]))
         return tensors
 
-    golden = run_outputs(ctx, build)
+    with ctx.under_test():  # hub.load, its signatures and __call__ (inputs: HarnessFault)
+        golden = run_outputs(ctx, build)
     ctx.expect(golden, "%s has no serving signatures and no __call__ to run" % spec.handle)
     for name, inputs in feeds.items():
         for k, v in inputs.items():
@@ -128,7 +130,9 @@ def module_signatures(ctx):
                      as_dict=True)
                 for n, (ins, _o) in sigs.items()}
 
-    return compare_signatures(ctx, sigs, run_outputs(ctx, build))
+    with ctx.under_test():
+        got = run_outputs(ctx, build)
+    return compare_signatures(ctx, sigs, got)
 
 
 def keras_layer_outputs_as_dict(ctx):
@@ -139,7 +143,8 @@ def keras_layer_outputs_as_dict(ctx):
         return {n: ctx.hub.KerasLayer(ctx.handle, signature=n, signature_outputs_as_dict=True)(
             {k: ctx.tf.constant(v) for k, v in ins.items()}) for n, (ins, _o) in sigs.items()}
 
-    got = run_outputs(ctx, build)
+    with ctx.under_test():
+        got = run_outputs(ctx, build)
     return compare_signatures(ctx, sigs, got)
 
 
@@ -147,7 +152,7 @@ def keras_layer_fit(ctx):
     """``hub.KerasLayer(handle, trainable=True)`` + a ``Dense`` head, trained with ``Model.fit``."""
     tf, x = ctx.tf, ctx.golden("x")
     t = np.random.RandomState(ctx.spec.seed).randn(len(x), 1).astype(np.float32)
-    with fresh_graph(ctx):
+    with fresh_graph(ctx), ctx.under_test():
         layer = ctx.hub.KerasLayer(ctx.handle, trainable=True)
         head = [tf.keras.layers.Flatten(), tf.keras.layers.Dense(1)]
         before, after, losses, _reg, settled = keras_fit(ctx, layer, x, t, head)
@@ -160,7 +165,7 @@ def module_fine_tune(ctx):
     hub, tf, spec = ctx.hub, ctx.v1, ctx.spec
     sigs = signature_goldens(ctx.golden())
     name = sorted(sigs)[0]
-    with fresh_graph(ctx):
+    with fresh_graph(ctx), ctx.under_test():
         tags = {"train"} if {"train"} in [set(t) for t in
                                           hub.load_module_spec(ctx.handle).get_tags()] else None
         m = hub.Module(ctx.handle, trainable=True, tags=tags)
