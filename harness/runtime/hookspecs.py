@@ -11,9 +11,11 @@ def pytest_tfhub_compat_variants():
 
     Each variant names its format, operation (``create``, ``load``, ``fine_tune``),
     a stable ``api`` id, the modes it is attempted in, and ``run(ctx)``: the case
-    body.  ``run`` raises whatever the API under test raises (recorded as
-    ``error``), raises ``records.CheckFailed`` for a wrong result (``failed``),
-    and returns a dict with optional ``max_abs_err``, ``max_rel_err``,
-    ``details``; a create variant also returns ``golden`` (inputs, outputs) and
-    ``manifest`` extras.
+    body.  ``run`` makes the documented call(s) it tests inside
+    ``with ctx.under_test():`` and lets what they raise propagate (recorded as
+    ``error``, the library's answer); an exception raised anywhere else in the
+    body is the plugin's own bug (``harness_error``).  It raises
+    ``records.CheckFailed`` for a wrong result (``failed``) and returns a dict
+    with optional ``max_abs_err``, ``max_rel_err``, ``details``; a create variant
+    also returns ``golden`` (inputs, outputs) and ``manifest`` extras.
     """
