@@ -132,7 +132,8 @@ def _pytest(matrix: Matrix, run: EnvRun, prov: Provisioned, plan_path: str, path
     env = {k: v for k, v in os.environ.items()
            if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "TF_USE_LEGACY_KERAS")}
     env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONDONTWRITEBYTECODE="1",
-               TFHUB_CACHE_DIR=paths.sub("tfhub_cache"))
+               TFHUB_CACHE_DIR=paths.sub("tfhub_cache"),
+               TFHUB_COMPAT_PARENT_PID=str(os.getpid()))  # the stage dies with this process
     loopback = "127.0.0.1,localhost"  # the hub server: never through a proxy
     env["NO_PROXY"] = env["no_proxy"] = ",".join(
         v for v in (env.get("NO_PROXY") or env.get("no_proxy"), loopback) if v)

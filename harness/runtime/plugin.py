@@ -19,6 +19,7 @@ import pytest
 
 from . import hookspecs
 from .cases import find_variant, plan_cases
+from .lifeline import die_with_parent
 from .records import (
     ENV_ERROR,
     ERROR,
@@ -50,6 +51,7 @@ def pytest_configure(config):
     path = config.getoption("--tfhub-plan")
     if not path:
         return
+    die_with_parent()  # the pytest main and each xdist worker: never outlive the run
     with open(path) as fh:
         plan = json.load(fh)
     worker = getattr(config, "workerinput", {}).get("workerid", "main")
