@@ -11,6 +11,7 @@ import os
 import sys
 
 from .errors import EXIT_USER_ERROR, UserError
+from .interrupts import interrupted_by, stop_on_signals
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -86,13 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "run")
     args = parser().parse_args(argv)
     try:
-        return _dispatch(args)
+        with stop_on_signals():  # SIGTERM and SIGHUP stop a run as Ctrl-C does
+            return _dispatch(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("interrupted: records written so far are kept under reports/", file=sys.stderr)
-        return 130
+        return interrupted_by(exc)[1]
 
 
 def _dispatch(args: argparse.Namespace) -> int:

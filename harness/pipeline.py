@@ -29,6 +29,7 @@ from .config import Matrix
 from .errors import UserError
 from .expand import REPRO, EnvRun, expand, parse_case_id
 from .hubserver import HubServer
+from .interrupts import interrupted_by
 from .report import write_reports
 from .runtime.cases import case_id
 from .runtime.records import INFRA_OUTCOMES
@@ -87,11 +88,12 @@ def execute(options: Options) -> int:
         choose_references(run)
         with serve_store(run):
             stage(run, "consume", run.selection.consume, run.selection.consume_ids)
-    except KeyboardInterrupt:
-        interrupt_all()
-        log("interrupted: writing the report of what was measured so far")
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP: exit 128 + the signal
+        why, status = interrupted_by(exc)
+        interrupt_all(why)
+        log(f"interrupted ({why}): writing the report of what was measured so far")
         report(run, collect(run))
-        return 130
+        return status
     return report(run, collect(run))
 
 
@@ -186,8 +188,9 @@ def stage(run: Run, name: str, runs: list[EnvRun], select_ids: list[str] | None)
     pool = ThreadPoolExecutor(max_workers=run.matrix.settings.parallel)
     try:
         run.stages.extend(pool.map(one, runs))
-    except KeyboardInterrupt:
-        interrupt_all()  # the stage threads see their processes die and record what is missing
+    except KeyboardInterrupt as exc:
+        # the stage threads see their processes die and record what is missing
+        interrupt_all(interrupted_by(exc)[0])
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -32,10 +32,15 @@ LOG_TAIL = 15
 _running: set[subprocess.Popen] = set()
 _lock = threading.Lock()
 INTERRUPTED = threading.Event()
+_interrupted_by = "Ctrl-C"
 
 
-def interrupt_all() -> None:
-    """Ctrl-C: kill every running stage process group (they run in their own sessions)."""
+def interrupt_all(by: str = "Ctrl-C") -> None:
+    """Ctrl-C, SIGTERM or SIGHUP (``by``): kill every running stage process group (they
+    run in their own sessions)."""
+    global _interrupted_by
+    if not INTERRUPTED.is_set():
+        _interrupted_by = by
     INTERRUPTED.set()
     with _lock:
         for proc in list(_running):
@@ -107,7 +112,8 @@ def run_stage(matrix: Matrix, run: EnvRun, stage: str, prov: Provisioned | Provi
         tail = _tail(log_path)
         outcome, etype = (TIMEOUT, "StageTimeout") if timed_out else (CRASHED, "ProcessCrashed")
         why = (f"stage timed out after {matrix.settings.stage_timeout_s}s" if timed_out else
-               "the run was interrupted (Ctrl-C) before this case ran" if INTERRUPTED.is_set()
+               f"the run was interrupted ({_interrupted_by}) before this case ran"
+               if INTERRUPTED.is_set()
                else f"pytest exited with {returncode} without recording this case")
         for cid in missing:
             case = planned.get(cid) or parse_case_id(cid)
