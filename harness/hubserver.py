@@ -51,7 +51,6 @@ import gzip
 import hashlib
 import html
 import ipaddress
-import json
 import mimetypes
 import os
 import shutil
@@ -69,6 +68,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Mapping, Union, cast
 
 from .errors import UserError
+from .jsonio import dumps
 
 PathLike = Union[str, Path]
 
@@ -528,7 +528,7 @@ class HubServer:
                     slot.update(entry)
                 while self._written < len(self._log) and self._log[self._written]:
                     if self._log_fh is not None:
-                        self._log_fh.write(json.dumps(self._log[self._written]) + "\n")
+                        self._log_fh.write(dumps(self._log[self._written]) + "\n")
                         self._log_fh.flush()
                     self._written += 1
             finally:
@@ -728,7 +728,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._bytes(status, (text + "\n").encode(), "text/plain; charset=utf-8", headers)
 
     def _json(self, payload: Any) -> None:
-        self._bytes(200, json.dumps(payload).encode(), "application/json")
+        self._bytes(200, dumps(payload).encode(), "application/json")
 
     def _file(self, fh: BinaryIO, ctype: str, send: int | None = None) -> None:
         """Stream an open file (socket sendfile, 1 MiB at a time) and close it; ``send``:

@@ -20,6 +20,7 @@ from packaging.version import InvalidVersion, Version
 from ..config import Env
 from ..expand import install_key
 from ..interpreters import find_interpreter
+from ..jsonio import write_json
 from . import Provisioned, ProvisionError
 
 MARKER = ".tfhub-compat.json"
@@ -127,8 +128,7 @@ class VenvBackend:
                   python, self.wheel], f"installing the harness into {env.id}")
             marker["harness_wheel"] = self.wheel_id
         marker["versions"] = versions
-        with open(marker_path, "w") as fh:
-            json.dump(marker, fh, indent=2, sort_keys=True)
+        write_json(marker_path, marker, indent=2, sort_keys=True)
         return Provisioned(env.id, python, where, created, time.monotonic() - started,
                            {canonicalize_name(k): v for k, v in versions.items()})
 
