@@ -112,7 +112,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .expand import expand
         matrix = config.load(args.matrix, check_interpreters=False)
         print(json.dumps({"include": [{"env": r.env.id, "mode": r.mode, "python": r.env.python}
-                                      for r in expand(matrix)]}))
+                                      for r in expand(matrix)]}, allow_nan=False))
         return 0
     if args.command == "report":
         return _report(args)
@@ -130,8 +130,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from . import config
     from .report import write_reports
+    from .report.completeness import read_run_file
     from .report.diff import regressions
-    from .report.markdown import render
+    from .report.markdown import render, stage_list
     from .stages import read_records
     if args.fail_on == "regression" and not args.baseline:
         raise UserError("--fail-on regression needs a run to compare with; add "
@@ -148,17 +149,29 @@ def _report(args: argparse.Namespace) -> int:
             old = json.load(fh)
     except (OSError, ValueError):
         pass
-    run = old.get("run") or {"run_id": os.path.basename(os.path.abspath(args.run_dir))}
+    planned = read_run_file(args.run_dir) or {}
+    run = old.get("run") or {k: planned[k] for k in ("run_id", "started_at", "matrix")
+                             if planned.get(k)}
+    run.setdefault("run_id", os.path.basename(os.path.abspath(args.run_dir)))
     summary = write_reports(args.run_dir, records, matrix, run, old.get("envs", {}),
                             baseline=args.baseline)
     print(render(summary))
+    status = 0 if records else 1
     if args.fail_on == "regression":
         cells, cases = regressions(summary["changes"])
         if cells or cases:
             print(f"regressions since run {summary['changes']['baseline']['run_id']}: "
                   f"{cells} cells, {cases} cases (--fail-on regression)", file=sys.stderr)
-            return 1
-    return 0 if records else 1
+            status = 1
+    state = summary["run"]
+    if not state["complete"]:
+        stages = stage_list(state["unfinished_stages"])
+        print(f"error: run {state['run_id']} is incomplete ({state['missing_cases']} missing "
+              "cases" + ("; interrupted" if state["interrupted"] else "")
+              + (f"; unfinished: {stages}" if stages else "")
+              + "); reports/latest not replaced", file=sys.stderr)
+        status = 1
+    return status
 
 
 if __name__ == "__main__":

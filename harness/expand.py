@@ -79,6 +79,20 @@ def stage_plan(matrix: Matrix, run: EnvRun, stage: str, run_id: str, store: str,
     }
 
 
+def reference_producers(records: list[dict], users: set[str], order: list[str]
+                        ) -> dict[str, list[str]]:
+    """Each user's model -> ``[env, mode]`` of the first env x mode in ``order``
+    (``env/mode`` keys, matrix order) whose create stage imported it (passed)."""
+    rank = {key: i for i, key in enumerate(order)}
+    refs: dict[str, list[str]] = {}
+    for rec in sorted((r for r in records
+                       if r.get("operation") == "create" and r.get("model") in users
+                       and r.get("outcome") == "passed"),
+                      key=lambda r: rank.get(f"{r['env_id']}/{r['mode']}", len(rank))):
+        refs.setdefault(rec["model"], [rec["env_id"], rec["mode"]])
+    return refs
+
+
 def parse_case_id(case_id: str) -> Case:
     """The case ``--case`` names, or a one-line UserError."""
     try:

@@ -91,6 +91,7 @@ def execute(options: Options) -> int:
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP: exit 128 + the signal
         why, status = interrupted_by(exc)
         interrupt_all(why)
+        mark_interrupted(run, why)
         log(f"interrupted ({why}): writing the report of what was measured so far")
         report(run, collect(run))
         return status
@@ -151,7 +152,27 @@ def start(matrix: Matrix, selection: Selection, options: Options) -> Run:
         if options.model_inputs:
             flags.append(f"--model-inputs {shlex.quote(options.model_inputs)}")
         run.repro = f"nox -s matrix -- {' '.join(flags)} --case {{case_id}}"
+    write_run_file(root, run_file(run))
     return run
+
+
+def run_file(run: Run) -> dict[str, Any]:
+    """``run.json``: what this run plans to do, written before anything runs, so a report
+    of a run that never finished can tell which cases are missing."""
+    sel = run.selection
+    return {"schema_version": 1, "run_id": run.run_id, "matrix": run.matrix.path,
+            "started_at": _iso(run.started), "interrupted": False,
+            "models": [{"name": m.name, "spec": m.spec} for m in run.matrix.models],
+            "stages": [planned_stage("create", r, sel.create_ids) for r in sel.create]
+            + [planned_stage("consume", r, sel.consume_ids) for r in sel.consume]}
+
+
+def mark_interrupted(run: Run, why: str) -> None:
+    """Ctrl-C, SIGTERM or SIGHUP (``why``): run.json says so (the run is not complete,
+    whatever was recorded)."""
+    data = read_run_file(run.paths.root) or run_file(run)
+    data.update(interrupted=True, interrupted_by=why)
+    write_run_file(run.paths.root, data)
 
 
 def provision(run: Run) -> None:
@@ -217,19 +238,19 @@ def serve_store(run: Run) -> Iterator[None]:
 def choose_references(run: Run) -> None:
     """A user's model is compared everywhere with the first env x mode (matrix order) that
     imported it."""
-    users = {m.name for m in run.matrix.models if m.spec.get("kind") == "user"}
+    users = _user_models(run)
     if not users:
         return
-    order = {r.key: i for i, r in enumerate(run.selection.create)}
-    for rec in sorted((r for r in read_records(run.paths.records, "create")
-                       if r["operation"] == "create" and r["model"] in users
-                       and r["outcome"] == "passed"),
-                      key=lambda r: order.get(f"{r['env_id']}/{r['mode']}", len(order))):
-        run.references.setdefault(rec["model"], [rec["env_id"], rec["mode"]])
+    run.references.update(reference_producers(read_records(run.paths.records, "create"),
+                                              users, [r.key for r in run.selection.create]))
     for name in sorted(users):
         ref = run.references.get(name)
         log(f"model {name}: " + (f"reference outputs from {ref[0]}/{ref[1]}" if ref else
                                  "no environment could import it; nothing to compare"))
+
+
+def _user_models(run: Run) -> set[str]:
+    return {m.name for m in run.matrix.models if m.spec.get("kind") == "user"}
 
 
 def collect(run: Run) -> list[dict]:
@@ -248,22 +269,40 @@ def report(run: Run, records: list[dict]) -> int:
                             baseline="auto", reports_dir=run.matrix.settings.reports_dir)
     from .report.markdown import render
     print(render(summary))
+    state = summary["run"]
     latest = os.path.join(run.matrix.settings.reports_dir, "latest")
-    log(f"{len(records)} cases in {meta['duration_s']:.0f}s; wrote {run.paths.root} and {latest}")
+    log(f"{len(records)} cases in {meta['duration_s']:.0f}s; wrote {run.paths.root}"
+        + (f" and {latest}" if state["complete"] else f" ({latest} not replaced)"))
     if summary.get("changes"):
         n = summary["changes"]["counts"]
         log(f"changes since run {summary['changes']['baseline']['run_id']}: "
             f"{n['cell_regressions']} cell regressions, {n['cell_fixes']} cell fixes, "
             f"{n['regressions']} case regressions, {n['fixes']} fixes, {n['changed']} other")
+    return exit_status(run, records, state)
+
+
+def exit_status(run: Run, records: list[dict], state: dict[str, Any]) -> int:
+    """0 when the run completed; 1 (each reason logged on one line) when it executed no
+    case, is incomplete, had infrastructure failures or could import none of the user's
+    models."""
+    errors = []
     if not records:
-        log("error: the run executed no case")
-        return 1
+        errors.append("the run executed no case")
+    if not state.get("complete", True):
+        errors.append(f"the run is incomplete: {state.get('missing_cases', 0)} planned cases "
+                      "have no record" + (" (interrupted)" if state.get("interrupted") else ""))
     infra = Counter(r["outcome"] for r in records if r["outcome"] in INFRA_OUTCOMES)
     if infra:
-        log("error: infrastructure failures (not compatibility results): "
-            + ", ".join(f"{v} {k}" for k, v in sorted(infra.items())))
-        return 1
-    return 0
+        errors.append("infrastructure failures (not compatibility results): "
+                      + ", ".join(f"{v} {k}" for k, v in sorted(infra.items())))
+    users = _user_models(run)
+    if users and not run.references:
+        errors.append(f"no environment could import any of your models "
+                      f"({', '.join(sorted(users))}): nothing was compared; see the import "
+                      "cases in the report")
+    for error in errors:
+        log(f"error: {error}")
+    return 1 if errors else 0
 
 
 def env_metadata(run: Run) -> dict[str, Any]:

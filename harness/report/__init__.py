@@ -1,9 +1,11 @@
 """Reports built from result records only: results.jsonl, summary.json, compat.md.
 
 ``write_reports`` is what the pipeline's last step and ``harness report`` call;
-it reads nothing but the records of a run directory (and, for the changes and
-the history, the reports of earlier runs), so the same records give the same
-report whether the matrix ran in one process or in many jobs.
+it reads nothing but the records of a run directory, its plans (to tell whether
+the run is complete: ``completeness``) and, for the changes and the history, the
+reports of earlier runs, so the same records give the same report whether the
+matrix ran in one process or in many jobs.  Every JSON it writes is strict
+(``jsonio``: no NaN, a missing value is null).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import shutil
 from typing import Any
 
 from ..config import Matrix
+from ..jsonio import clean, dumps, write_json
 from .markdown import render
 
 LATEST = "latest"
@@ -22,13 +25,15 @@ FILES = ("results.jsonl", "summary.json", "compat.md", "index.html")
 def write_reports(run_dir: str, records: list[dict], matrix: Matrix, run: dict[str, Any],
                   envs: dict[str, Any], baseline: str | None = None,
                   reports_dir: str | None = None) -> dict[str, Any]:
-    """Write results.jsonl, summary.json, compat.md (and index.html) and refresh latest/.
+    """Write results.jsonl, summary.json, compat.md (and index.html) and, when the run is
+    complete (``summary["run"]["complete"]``), refresh latest/.
 
     ``baseline``: None (no changes), a run directory or summary.json, ``last`` (the most
     recent earlier run under ``reports_dir``; a UserError when there is none) or ``auto``
     (that run when there is one).  ``reports_dir`` (default: the run directory's parent)
     also gives the history: the earlier runs' summaries and this one.
     """
+    from .completeness import check
     from .diff import changes, load_baseline, resolve_baseline
     from .history import collect
     from .html import render_html
@@ -37,27 +42,37 @@ def write_reports(run_dir: str, records: list[dict], matrix: Matrix, run: dict[s
     reports_dir = reports_dir or os.path.dirname(os.path.abspath(run_dir))
     base_path = resolve_baseline(baseline, run_dir, reports_dir, run.get("started_at"),
                                  envs=sorted(envs))
-    records = sorted(records, key=lambda r: (r.get("stage") != "create", r["case_id"]))
-    with open(os.path.join(run_dir, "results.jsonl"), "w") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, sort_keys=True) + "\n")
+    # a record's NaN (a field written by json's default allow_nan) becomes null here
+    records = sorted((clean(r) for r in records),
+                     key=lambda r: (r.get("stage") != "create", r["case_id"]))
+    state = check(run_dir, matrix, records)
+    run = {**run, **state.run_fields()}
+    _write(os.path.join(run_dir, "results.jsonl"),
+           "".join(dumps(rec, sort_keys=True) + "\n" for rec in records))
     for env_id, info in envs.items():
         flavours = sorted({r["keras"] for r in records
                            if r.get("env_id") == env_id and r.get("keras")})
         info["keras"] = ", ".join(flavours) or None
-    summary = summarize(records, matrix, run, envs)
+    summary = summarize(records, matrix, run, envs, state.missing)
     if base_path:
         base_summary, base_records = load_baseline(base_path)
-        summary["changes"] = changes(summary, records, base_summary, base_records, base_path)
+        summary["changes"] = changes(summary, records, base_summary, base_records, base_path,
+                                     missing=set(state.missing))
     summary["history"] = collect(reports_dir, run_dir, summary)
-    with open(os.path.join(run_dir, "summary.json"), "w") as fh:
-        json.dump(summary, fh, indent=2, sort_keys=True, default=str)
-    with open(os.path.join(run_dir, "compat.md"), "w") as fh:
-        fh.write(render(summary))
-    with open(os.path.join(run_dir, "index.html"), "w") as fh:
-        fh.write(render_html(summary, records))
-    refresh_latest(run_dir)
+    write_json(os.path.join(run_dir, "summary.json"), summary, indent=2, sort_keys=True,
+               default=str)
+    _write(os.path.join(run_dir, "compat.md"), render(summary))
+    _write(os.path.join(run_dir, "index.html"), render_html(summary, records))
+    if state.complete:  # an unfinished run never replaces the last complete one
+        refresh_latest(run_dir)
     return summary
+
+
+def _write(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
 
 
 def refresh_latest(run_dir: str) -> str:

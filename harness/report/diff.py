@@ -4,7 +4,10 @@ A baseline is a previous run directory (or its ``summary.json``); its
 ``results.jsonl``, when next to the summary, gives the case-level diff, else the
 diff is cell-level only.  ``last`` is the most recent earlier run under the same
 reports directory.  Cells get worse along supported > partial > unsupported; a
-change to or from ``unknown`` (nothing attempted) is "changed", never a regression.
+change to or from ``unknown`` (nothing attempted) is "changed", never a regression, and
+so is any change of a cell that is ``incomplete`` on either side (some of its planned
+cases have no record): "incomplete".  A case of an unfinished run without a record is
+"missing", not "vanished".
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ AUTO = "auto"  # the most recent earlier run when there is one (the pipeline's r
 RANK = {"supported": 2, "partial": 1, "unsupported": 0}
 PASSED = "passed"
 BAD = ("failed", "error")
-CHANGE_ORDER = {"regression": 0, "fix": 1, "changed": 2}
+CHANGE_ORDER = {"regression": 0, "fix": 1, "changed": 2, "incomplete": 3}
+CASE_GROUPS = ("regressions", "fixes", "changed", "new", "vanished", "missing")
 BASELINE_HELP = ("pass a previous reports/<run-id> directory (or its summary.json), "
                  "or 'last' for the most recent earlier run")
 
@@ -31,8 +35,8 @@ def resolve_baseline(spec: str | None, run_dir: str, reports_dir: str | None = N
                      ) -> str | None:
     """The baseline's summary.json path for ``--baseline`` ``spec`` (None: no baseline).
 
-    ``last``/``auto``: the most recent run under ``reports_dir`` (default: the run
-    directory's parent) that started before ``started_at`` and, given ``envs``, ran the
+    ``last``/``auto``: the most recent complete run under ``reports_dir`` (default: the
+    run directory's parent) that started before ``started_at`` and, given ``envs``, ran the
     same environments (a run of one env is no baseline for the whole matrix); ``last``
     raises when there is none, ``auto`` returns None.  A path: a run directory or a
     summary.json.
@@ -43,7 +47,8 @@ def resolve_baseline(spec: str | None, run_dir: str, reports_dir: str | None = N
         reports_dir = reports_dir or os.path.dirname(os.path.abspath(run_dir))
         runs = [(path, summary) for path, summary in
                 earlier_runs(reports_dir, run_dir, started_at)
-                if envs is None or sorted(summary.get("envs") or {}) == envs]
+                if (envs is None or sorted(summary.get("envs") or {}) == envs)
+                and (summary.get("run") or {}).get("complete") is not False]
         if runs:
             return os.path.join(runs[-1][0], "summary.json")
         if spec == AUTO:
@@ -107,7 +112,8 @@ def diff_cells(before: list[dict[str, Any]], after: list[dict[str, Any]]
     """Documents' cells whose level or passed/attempted count changed, regressions first.
 
     A cell missing on one side is ``unknown`` 0/0 there.  A count change within the same
-    level is "changed".
+    level is "changed"; any change of a cell marked ``incomplete`` on either side is
+    "incomplete" (never a regression or a fix: its counts are not final).
     """
     old = {cell_key(c): c for c in before}
     new = {cell_key(c): c for c in after}
@@ -121,6 +127,8 @@ def diff_cells(before: list[dict[str, Any]], after: list[dict[str, Any]]
             change = "changed"
         if change is None:
             continue
+        if (b or {}).get("incomplete") or (a or {}).get("incomplete"):
+            change = "incomplete"
         fmt, op, col = key.split("/", 2)
         out.append({"format": fmt, "operation": op, "column": col, "before": b_level,
                     "after": a_level, "before_count": _count(b), "after_count": _count(a),
@@ -144,14 +152,15 @@ def _case(case_id: str, before: dict[str, Any] | None, after: dict[str, Any] | N
             "repro": (after or before or {}).get("repro")}
 
 
-def case_group(before: str | None, after: str | None) -> str | None:
-    """Which list of ``cases`` an outcome change belongs to (None: no change)."""
+def case_group(before: str | None, after: str | None, missing: bool = False) -> str | None:
+    """Which list of ``cases`` an outcome change belongs to (None: no change);
+    ``missing``: the case has no record because the current run is unfinished."""
     if before == after:
         return None
     if before is None:
         return "new"
     if after is None:
-        return "vanished"
+        return "missing" if missing else "vanished"
     if before == PASSED and after in BAD:
         return "regressions"
     if before in BAD and after == PASSED:
@@ -159,16 +168,18 @@ def case_group(before: str | None, after: str | None) -> str | None:
     return "changed"
 
 
-def diff_cases(before: list[dict[str, Any]], after: list[dict[str, Any]]
+def diff_cases(before: list[dict[str, Any]], after: list[dict[str, Any]],
+               missing: set[str] | frozenset[str] = frozenset()
                ) -> dict[str, list[dict[str, Any]]]:
-    """Cases whose outcome differs (by case id), each group sorted by case id."""
+    """Cases whose outcome differs (by case id), each group sorted by case id
+    (``missing``: the current run's planned cases without a record)."""
     old = {r["case_id"]: r for r in before if r.get("case_id")}
     new = {r["case_id"]: r for r in after if r.get("case_id")}
-    groups: dict[str, list[dict[str, Any]]] = {
-        g: [] for g in ("regressions", "fixes", "changed", "new", "vanished")}
+    groups: dict[str, list[dict[str, Any]]] = {g: [] for g in CASE_GROUPS}
     for case_id in sorted(set(old) | set(new)):
         b, a = old.get(case_id), new.get(case_id)
-        group = case_group(b.get("outcome") if b else None, a.get("outcome") if a else None)
+        group = case_group(b.get("outcome") if b else None, a.get("outcome") if a else None,
+                           case_id in missing)
         if group:
             groups[group].append(_case(case_id, b, a))
     return groups
@@ -176,15 +187,18 @@ def diff_cases(before: list[dict[str, Any]], after: list[dict[str, Any]]
 
 def changes(summary: dict[str, Any], records: list[dict[str, Any]] | None,
             base_summary: dict[str, Any], base_records: list[dict[str, Any]] | None,
-            base_path: str) -> dict[str, Any]:
-    """The ``changes`` of a summary against a baseline (case level when both have records)."""
+            base_path: str, missing: set[str] | frozenset[str] = frozenset()
+            ) -> dict[str, Any]:
+    """The ``changes`` of a summary against a baseline (case level when both have records;
+    ``missing``: this run's planned cases without a record)."""
     cells = diff_cells(base_summary.get("cells") or [], summary.get("cells") or [])
     case_level = records is not None and base_records is not None
-    cases = diff_cases(base_records or [], records or []) if case_level else \
-        {g: [] for g in ("regressions", "fixes", "changed", "new", "vanished")}
+    cases = diff_cases(base_records or [], records or [], missing) if case_level else \
+        {g: [] for g in CASE_GROUPS}
     run = base_summary.get("run") or {}
     counts = {"cell_regressions": sum(c["change"] == "regression" for c in cells),
-              "cell_fixes": sum(c["change"] == "fix" for c in cells)}
+              "cell_fixes": sum(c["change"] == "fix" for c in cells),
+              "cell_incomplete": sum(c["change"] == "incomplete" for c in cells)}
     counts.update({g: len(v) for g, v in cases.items()})
     return {"baseline": {"run_id": str(run.get("run_id") or os.path.basename(
                 os.path.dirname(os.path.abspath(base_path)))), "path": base_path,

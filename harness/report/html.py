@@ -16,13 +16,13 @@ Cell keys (``#open=<key>`` opens a cell's cases; ``#filter=TEXT`` fills the matr
 from __future__ import annotations
 
 import html
-import json
 from collections import defaultdict
 from typing import Any, Iterable
 
+from ..jsonio import dumps
 from ..runtime.cases import COLUMN_OF_MODE, COLUMN_TITLES, OPERATIONS
-from ..runtime.records import INFRA_OUTCOMES, PASSED, SKIPPED
-from .markdown import FORMAT_TITLES, format_rank
+from ..runtime.records import HARNESS_ERROR, INFRA_OUTCOMES, PASSED, SKIPPED
+from .markdown import FORMAT_TITLES, format_rank, incomplete_banner, incomplete_text
 from .summary import LEVELS, OPERATION_TITLES
 
 HEALTH = ("environment",)  # the health checks' rows come after every format
@@ -40,7 +40,9 @@ VERDICT_LABELS = {"as_documented": "as documented", "regression": "regression",
                   "undocumented": "undocumented (no claim)", "unknown": "unknown (nothing ran)"}
 LEVEL_LABELS = {"supported": "supported", "partial": "partial", "unsupported": "unsupported",
                 "unknown": "unknown"}
-INFRA_LABEL = "infrastructure (env_error / crashed / timeout) — not a verdict on the API"
+INFRA_LABEL = ("infrastructure (" + " / ".join(INFRA_OUTCOMES) + ") — not a verdict on "
+               "the API")
+INCOMPLETE_LABEL = "incomplete: no verdict yet"
 VERSION_KEYS = ("python", "tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-hub",
                 "keras", "tf-keras", "tf_keras", "protobuf", "numpy", "setuptools")
 
@@ -52,7 +54,7 @@ def esc(text: Any) -> str:
 
 def embed_json(data: Any) -> str:
     """JSON safe inside a ``<script>`` element: no ``<``, ``>`` or ``&`` characters."""
-    text = json.dumps(data, separators=(",", ":"), sort_keys=True, default=str)
+    text = dumps(data, separators=(",", ":"), sort_keys=True, default=str)
     return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
@@ -219,18 +221,22 @@ def doc_key(cell: dict[str, Any]) -> str:
 
 def _banner(summary: dict[str, Any], records: list[dict[str, Any]]) -> str:
     totals = summary.get("totals", {}) or {}
+    unfinished = incomplete_banner(summary.get("run", {}) or {})
+    out = ('<div class="banner incomplete" data-testid="banner-incomplete" role="alert">'
+           f"<strong>Incomplete run.</strong> {esc(unfinished)}</div>") if unfinished else ""
     if not records or not totals.get("cases"):
-        return ('<div class="banner error" data-testid="banner-empty" role="alert">'
-                "<strong>This run executed no case.</strong> Nothing was measured: the table "
-                "below says nothing about TF Hub; see the run's logs (provisioning, stage "
-                "processes) and re-run.</div>")
+        return out + ('<div class="banner error" data-testid="banner-empty" role="alert">'
+                      "<strong>This run executed no case.</strong> Nothing was measured: the "
+                      "table below says nothing about TF Hub; see the run's logs "
+                      "(provisioning, stage processes) and re-run.</div>")
     infra = {o: n for o, n in (totals.get("outcomes") or {}).items() if o in INFRA_OUTCOMES}
     if not infra:
-        return ""
+        return out
     text = ", ".join(f"{n} {o}" for o, n in sorted(infra.items()))
-    return ('<div class="banner infra" data-testid="banner-infra" role="alert">'
-            f"<strong>Infrastructure failures:</strong> {esc(text)}. These cases did not run "
-            "to a verdict and count as neither supported nor unsupported.</div>")
+    return out + ('<div class="banner infra" data-testid="banner-infra" role="alert">'
+                  f"<strong>Infrastructure failures:</strong> {esc(text)}. These cases did "
+                  "not run to a verdict and count as neither supported nor unsupported "
+                  '(<a href="#infrastructure">the list</a>).</div>')
 
 
 def _metadata(summary: dict[str, Any]) -> str:
@@ -279,7 +285,7 @@ def _env_table(summary: dict[str, Any]) -> str:
 
 def _legend() -> str:
     verdicts = "".join(f'<span class="chip v-{v}">{esc(t)}</span>'
-                       for v, t in VERDICT_LABELS.items())
+                       for v, t in {**VERDICT_LABELS, "incomplete": INCOMPLETE_LABEL}.items())
     outcomes = "".join(f'<span class="chip {c}">{esc(t)}</span>' for c, t in (
         ("o-all", "all passed"), ("o-some", "some passed"), ("o-none", "none passed"),
         ("o-infra", "infra only"), ("o-skip", "skipped only")))
@@ -294,6 +300,8 @@ def _count(cell: dict[str, Any]) -> str:
     text = f"{cell.get('passed', 0)}/{cell.get('attempted', 0)}"
     if cell.get("infra"):
         text += f" (+{cell['infra']} infra)"
+    if cell.get("incomplete"):
+        text += f" {incomplete_text(cell)}"
     return text
 
 
@@ -321,8 +329,9 @@ def _doc_cell(cell: dict[str, Any], history: dict[str, Any]) -> str:
     if cell.get("infra"):
         parts.append(f'<div class="infra-note">⚠ {cell["infra"]} infra '
                      "(not counted)</div>")
-    verdict = cell.get("verdict", "unknown")
-    parts.append(f'<div class="verdict">{esc(VERDICT_LABELS.get(verdict, verdict))}</div>')
+    verdict = "incomplete" if cell.get("incomplete") else cell.get("verdict", "unknown")
+    label = INCOMPLETE_LABEL if verdict == "incomplete" else VERDICT_LABELS.get(verdict, verdict)
+    parts.append(f'<div class="verdict" data-testid="verdict">{esc(label)}</div>')
     hkey = f"{cell['format']}/{cell['operation']}/{cell['column']}"
     if history.get("cells", {}).get(hkey):
         parts.append(_strip(history["cells"][hkey], history.get("runs", [])))
@@ -387,7 +396,7 @@ def _changes(summary: dict[str, Any]) -> str:
     if cells:
         parts.append('<table class="plain"><thead><tr><th>Change</th><th>Cell</th>'
                      f"<th>Before</th><th>After</th></tr></thead><tbody>{cells}</tbody></table>")
-    for group in ("regressions", "fixes", "changed", "new", "vanished"):
+    for group in ("regressions", "fixes", "changed", "new", "vanished", "missing"):
         items = (changes.get("cases", {}) or {}).get(group) or []
         if not items:
             continue
@@ -397,6 +406,45 @@ def _changes(summary: dict[str, Any]) -> str:
                      "<thead><tr><th>Case</th><th>Outcome</th><th>Error</th><th>Message</th>"
                      "<th>Repro</th></tr></thead><tbody>"
                      + "".join(_change_case(c) for c in items) + "</tbody></table></details>")
+    return "".join(parts) + "</section>"
+
+
+def _infrastructure(summary: dict[str, Any]) -> str:
+    """Cases that did not run to a verdict; every harness_error with its full traceback
+    (texts escaped, in ``<pre>``)."""
+    infra = summary.get("infrastructure") or {}
+    counts = infra.get("counts") or {}
+    if not counts:
+        return ""
+    text = ", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
+    parts = ['<section id="infrastructure" data-testid="infrastructure"><h2>Infrastructure '
+             "(not results)</h2>",
+             f"<p>{esc(text)}: never counted as supported or unsupported.</p>"]
+    errors = infra.get("harness_errors") or []
+    if errors:
+        parts.append(f"<p><code>{HARNESS_ERROR}</code>: an exception raised by the harness's "
+                     "own code outside the documented call under test — a harness bug to fix, "
+                     "not evidence about the library.</p>")
+    for e in errors:
+        ids = "".join(f'<li><a href="#open=case:{esc(cid)}"><code>{esc(cid)}</code></a></li>'
+                      for cid in e.get("case_ids") or [])
+        first = next((ln for ln in str(e.get("message") or "").splitlines() if ln.strip()), "")
+        parts.append(f'<details class="harness-error" data-testid="harness-error" open>'
+                     f"<summary>{HARNESS_ERROR} × {esc(e.get('cases'))}: "
+                     f"<b>{esc(e.get('error_type'))}</b>: {esc(first[:300])}</summary>"
+                     f"<ul>{ids}</ul><h4>Message</h4><pre>{esc(e.get('message'))}</pre>"
+                     f"<h4>Traceback</h4><pre>{esc(e.get('traceback') or '(none)')}</pre>"
+                     "</details>")
+    other = infra.get("other") or []
+    if other:
+        rows = "".join(f'<tr><td class="out-{esc(e.get("outcome"))}">{esc(e.get("outcome"))}'
+                       f'</td><td>{esc(e.get("cases"))}</td><td>{esc(e.get("error_type"))}</td>'
+                       f'<td>{esc(e.get("message"))}</td><td><a href="#open=case:'
+                       f'{esc(e.get("case_id"))}"><code>{esc(e.get("case_id"))}</code></a></td>'
+                       "</tr>" for e in other)
+        parts.append('<table class="plain" data-testid="infra-other"><thead><tr><th>Outcome'
+                     "</th><th>Cases</th><th>Error</th><th>Message</th><th>e.g.</th></tr>"
+                     f"</thead><tbody>{rows}</tbody></table>")
     return "".join(parts) + "</section>"
 
 
@@ -491,6 +539,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:0 1em 4em;color:#222}
 h1{font-size:1.5em}h2{margin-top:1.5em}code{font-size:12px}
 .banner{padding:1em;margin:1em 0;border-radius:4px}
 .banner.error{background:#b00020;color:#fff}.banner.infra{background:#6a3d9a;color:#fff}
+.banner.incomplete{background:#e65100;color:#fff}.banner a{color:#fff}
 dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:2px 1em}dt{font-weight:bold}
 dd{margin:0}
 table.plain{border-collapse:collapse;margin:.5em 0}
@@ -502,6 +551,7 @@ tr.infra-row{background:#e8dcf3}
 .v-as_documented{background:#d6f5d6}.v-regression{background:#f8c8c8}
 .v-undocumented_support{background:#cfe3ff}.v-undocumented{background:#fff3c4}
 .v-unknown{background:#e4e4e4}
+.v-incomplete{background:repeating-linear-gradient(45deg,#fff,#fff 6px,#f1e0d0 6px,#f1e0d0 12px)}
 .l-supported{background:#2e7d32;color:#fff}.l-partial{background:#f9a825}
 .l-unsupported{background:#c62828;color:#fff}.l-unknown{background:#9e9e9e;color:#fff}
 .l-none{background:#fff;border:1px dashed #999}
@@ -536,7 +586,10 @@ aside#drill[hidden]{display:none}
 .drill-body{overflow:auto}
 #drill pre{margin:2px 0;white-space:pre-wrap;font-size:11px;max-width:70em;color:#444}
 .out-passed{background:#a5d6a7}.out-failed{background:#ffcc80}.out-error{background:#ef9a9a}
-.out-skipped{background:#e0e0e0}.out-crashed,.out-timeout,.out-env_error{background:#ce93d8}
+.out-skipped{background:#e0e0e0}
+.out-crashed,.out-timeout,.out-env_error,.out-harness_error{background:#ce93d8}
+details.harness-error{margin:.5em 0;padding:.3em .6em;border-left:4px solid #6a3d9a}
+details.harness-error pre{white-space:pre-wrap;font-size:11px;background:#f6f2fa;padding:4px}
 button.copy{font-size:11px;margin-left:4px}
 .chart-legend{display:flex;flex-wrap:wrap;gap:.8em;font-size:12px}
 .sw{display:inline-block;width:12px;height:4px;margin-right:3px;vertical-align:middle}
@@ -548,7 +601,7 @@ JS = r"""
 (function(){
 'use strict';
 var D=JSON.parse(document.getElementById('data').textContent);
-var INFRA={crashed:1,timeout:1,env_error:1};
+var INFRA=__INFRA__;
 var PREFIX='nox -s matrix -- --case ';
 var state={filter:'',format:'',operation:'',outcome:'',sort:'',dir:1,open:''};
 function el(tag,text,cls){var e=document.createElement(tag);
@@ -671,14 +724,16 @@ def render_html(summary: dict[str, Any], records: list[dict[str, Any]]) -> str:
     run_id = (summary.get("run", {}) or {}).get("run_id") or "?"
     data = matrix_data(records, summary)
     body = "".join((_banner(summary, records), _legend(), _documents_tables(summary),
-                    _changes(summary), _matrix_section(), _history(summary),
-                    _metadata(summary)))
+                    _changes(summary), _infrastructure(summary), _matrix_section(),
+                    _history(summary), _metadata(summary)))
     nav = ('<nav><a href="#documents">Documents\' table</a> · <a href="#changes">Changes</a>'
-           ' · <a href="#matrix">Full matrix</a> · <a href="#history">History</a> · '
-           '<a href="#run">Run &amp; environments</a></nav>')
+           ' · <a href="#infrastructure">Infrastructure</a> · <a href="#matrix">Full matrix</a>'
+           ' · <a href="#history">History</a> · <a href="#run">Run &amp; environments</a></nav>')
+    script = JS.replace("__INFRA__", dumps({o: 1 for o in INFRA_OUTCOMES}, sort_keys=True,
+                                                separators=(",", ":")))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>TF Hub compatibility — run {esc(run_id)}</title><style>{CSS}</style>"
             f"</head><body><h1>TF Hub compatibility — run {esc(run_id)}</h1>{nav}{body}{DRILL}"
             f'<script type="application/json" id="data">{embed_json(data)}</script>'
-            f"<script>{JS}</script></body></html>\n")
+            f"<script>{script}</script></body></html>\n")

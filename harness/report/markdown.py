@@ -1,6 +1,7 @@
 """The Markdown report: the documents' table, documented vs observed, and per env."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..runtime.cases import COLUMN_TITLES
@@ -34,12 +35,40 @@ def _count_text(cell: dict[str, Any]) -> str:
     text = f"{cell['passed']}/{cell['attempted']}"
     if cell.get("infra"):
         text += f" (+{cell['infra']} infra)"
+    if cell.get("incomplete"):
+        text += f" {incomplete_text(cell)}"
     return text
+
+
+def incomplete_text(cell: dict[str, Any]) -> str:
+    """What an incomplete cell shows next to its level."""
+    return f"incomplete ({cell.get('missing', 0)} missing)"
+
+
+def stage_list(stages: list[dict[str, Any]]) -> str:
+    """The unfinished stages of a run, one phrase: ``consume.tf115.tf1 (56 of 66 missing)``."""
+    return ", ".join(f"{s['prefix']} ({s['missing']} of {s['planned']} missing"
+                     + ("; never started" if s.get("state") == "not_started" else "") + ")"
+                     for s in stages)
+
+
+def incomplete_banner(run: dict[str, Any]) -> str | None:
+    """The one-paragraph warning of an unfinished run (None when it is complete)."""
+    if run.get("complete", True):
+        return None
+    why = " It was interrupted (Ctrl-C)." if run.get("interrupted") else ""
+    stages = stage_list(run.get("unfinished_stages") or [])
+    return (f"This run is incomplete: {run.get('missing_cases', 0)} planned cases have no "
+            f"record.{why}" + (f" Unfinished stages: {stages}." if stages else "")
+            + " Cells marked \"incomplete\" are not final: their verdicts may change.")
 
 
 def render(summary: dict[str, Any]) -> str:
     run, totals = summary["run"], summary["totals"]
     lines = [f"# TF Hub compatibility — run {run['run_id']}", ""]
+    banner = incomplete_banner(run)
+    if banner:
+        lines += [f"> **⚠ {_esc(banner)}**", ""]
     outcomes = ", ".join(f"{v} {k}" for k, v in sorted(totals["outcomes"].items()))
     lines += [f"{totals['cases']} cases ({outcomes or 'none'}) in "
               f"{len(summary['envs'])} environments; commit {run.get('git_commit') or '?'}; "
@@ -52,6 +81,7 @@ def render(summary: dict[str, Any]) -> str:
     lines += _health_table(summary.get("health", []))
     lines += _downloads_table(summary.get("downloads", []))
     lines += _user_models(summary.get("user_models", []))
+    lines += infrastructure_markdown(summary.get("infrastructure") or {})
     if summary.get("history"):
         lines += history_markdown(summary["history"])
     return "\n".join(lines).rstrip() + "\n"
@@ -167,8 +197,10 @@ def _documents_table(cells: list[dict[str, Any]]) -> list[str]:
             for col, _ in titles:
                 c = next(x for x in fcells if x["operation"] == op and x["column"] == col)
                 documented = (c["documented"] or "no claim").replace("_", " ")
+                verdict = ("incomplete: no verdict yet" if c.get("incomplete")
+                           else VERDICT_TEXT[c["verdict"]])
                 text = (f"documented: {documented}<br>observed: {MARK[c['observed']]} "
-                        f"{c['observed']} {_count_text(c)}<br>{VERDICT_TEXT[c['verdict']]}")
+                        f"{c['observed']} {_count_text(c)}<br>{verdict}")
                 handle = c.get("by_handle")
                 if handle and handle["attempted"] + handle["infra"]:
                     text += (f"<br>by handle: {MARK[handle['observed']]} {handle['observed']} "
@@ -188,7 +220,7 @@ def _differences(cells: list[dict[str, Any]]) -> list[str]:
         lines.append(f"- **{FORMAT_TITLES.get(c['format'], c['format'])} · "
                      f"{OPERATION_TITLES[c['operation']]} · {c['column_title']}**: documented "
                      f"{(c['documented'] or '').replace('_', ' ')}, observed {c['observed']} "
-                     f"{_count_text(c)}")
+                     f"{_count_text(c)}" + (" — not final" if c.get("incomplete") else ""))
         for ex in c["examples"]:
             lines.append(f"  - {ex.get('cases', 1)}× {ex['outcome']} "
                          f"`{_esc(ex['error_type'])}`: {_esc(ex['message'])[:240]} — e.g. "
@@ -222,12 +254,58 @@ def _env_table(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+INFRA_SHOWN = 20  # distinct crashed / timeout / env_error errors listed in compat.md
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any run of backticks in ``text``."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def infrastructure_markdown(infra: dict[str, Any]) -> list[str]:
+    """Cases that did not run to a verdict; every harness_error with its full traceback."""
+    counts = infra.get("counts") or {}
+    if not counts:
+        return []
+    lines = ["## Infrastructure (not results: never counted as supported or unsupported)", "",
+             ", ".join(f"{n} {o}" for o, n in sorted(counts.items())) + ".", ""]
+    errors = infra.get("harness_errors") or []
+    if errors:
+        lines += ["`harness_error`: an exception raised by the harness's own code outside the "
+                  "documented call under test — a harness bug to fix, not evidence about the "
+                  "library.", ""]
+    for e in errors:
+        lines += [f"<details><summary>harness_error × {e['cases']}: "
+                  f"<code>{_esc(e.get('error_type'))}</code>: "
+                  f"{_esc(_first(e.get('message')))[:200]}</summary>", "",
+                  "Cases: " + ", ".join(f"`{cid}`" for cid in e["case_ids"]), ""]
+        for title, text in (("Message", e.get("message")), ("Traceback", e.get("traceback"))):
+            body = str(text or "(none)").rstrip("\n")
+            fence = _fence(body)
+            lines += [f"{title}:", "", fence, body, fence, ""]
+        lines += ["</details>", ""]
+    other = infra.get("other") or []
+    for e in other[:INFRA_SHOWN]:
+        lines.append(f"- {e['cases']}× {e['outcome']} `{_esc(e.get('error_type'))}`: "
+                     f"{_esc(e.get('message') or '')[:240]} — e.g. `{e['case_id']}`")
+    if len(other) > INFRA_SHOWN:
+        lines.append(f"- … and {len(other) - INFRA_SHOWN} more (summary.json: infrastructure)")
+    return lines + ([""] if other else [])
+
+
+def _first(text: Any) -> str:
+    lines = [ln for ln in str(text or "").splitlines() if ln.strip()]
+    return lines[0] if lines else ""
+
+
 CASES_SHOWN = 20  # cases listed per group of changes (compat.md stays short)
 HISTORY_SHOWN = 10  # runs shown as history columns
 CASE_GROUPS = (("regressions", "**Regressions** (passed → failed/error)"),
                ("fixes", "**Fixes** (failed/error → passed)"),
                ("changed", "Other outcome changes"),
-               ("new", "New cases"), ("vanished", "Cases no longer run"))
+               ("new", "New cases"), ("vanished", "Cases no longer run"),
+               ("missing", "Not run yet (this run is unfinished)"))
 
 
 def _cell_title(fmt: str, op: str, col: str) -> str:
@@ -242,7 +320,11 @@ def changes_markdown(changes: dict[str, Any]) -> list[str]:
              f"Baseline `{_esc(base['path'])}`. Cells: {n['cell_regressions']} regressed, "
              f"{n['cell_fixes']} fixed. Cases: {n['regressions']} regressed, "
              f"{n['fixes']} fixed, {n['changed']} other changes, {n['new']} new, "
-             f"{n['vanished']} no longer run."]
+             f"{n['vanished']} no longer run."
+             + (f" {n['cell_incomplete']} changed cells are incomplete (not final)."
+                if n.get("cell_incomplete") else "")
+             + (f" {n['missing']} not run yet (this run is unfinished)."
+                if n.get("missing") else "")]
     if n["new"] or n["vanished"]:
         lines.append("The two runs did not run the same cases: cell changes can come from "
                      "that (a different matrix, --env or --mode).")
@@ -275,7 +357,7 @@ def changes_markdown(changes: dict[str, Any]) -> list[str]:
 def _case_line(group: str, c: dict[str, Any]) -> str:
     if group == "new":
         return f"- `{c['case_id']}`: {c['after']}"
-    if group == "vanished":
+    if group in ("vanished", "missing"):
         return f"- `{c['case_id']}`: was {c['before']}"
     line = f"- `{c['case_id']}`: {c['before']} → {c['after']}"
     if c.get("error_type") or c.get("message"):

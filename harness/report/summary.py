@@ -3,8 +3,13 @@
 Levels per cell: ``supported`` (every attempted case passed), ``partial``,
 ``unsupported`` (none passed), ``unknown`` (nothing attempted: no data or only
 infrastructure failures).  Verdicts compare with the documents' claim.
-Infrastructure outcomes (crashed, timeout, env_error) and skips never count as
-attempts, so they can never turn a cell "unsupported".
+Infrastructure outcomes (crashed, timeout, env_error, harness_error) and skips never
+count as attempts, so they can never turn a cell "unsupported".  A cell some of whose
+planned cases have no record (an unfinished run, see ``completeness``) is marked
+``incomplete`` with the number ``missing``.
+
+pandas fills a field a record lacks with NaN: every row leaves pandas through ``_rows``,
+which makes a missing value None (``null`` in summary.json, never ``NaN`` or ``"nan"``).
 """
 from __future__ import annotations
 
@@ -15,8 +20,9 @@ from typing import Any
 import pandas as pd
 
 from ..config import Matrix
-from ..runtime.cases import COLUMN_OF_MODE, COLUMN_TITLES, DOWNLOAD, OPERATIONS
-from ..runtime.records import ERROR, FAILED, INFRA_OUTCOMES, OUTCOMES, PASSED
+from ..runtime.cases import (COLUMN_OF_MODE, COLUMN_TITLES, DOWNLOAD, OPERATIONS,
+                             parse_case_id)
+from ..runtime.records import ERROR, FAILED, HARNESS_ERROR, INFRA_OUTCOMES, OUTCOMES, PASSED
 
 ATTEMPTED = (PASSED, FAILED, ERROR)
 LEVELS = ("supported", "partial", "unsupported", "unknown")
@@ -33,6 +39,51 @@ def frame(records: list[dict]) -> pd.DataFrame:
                                    "operation", "api", "outcome"])
     df["column"] = df["mode"].map(COLUMN_OF_MODE).fillna(df.get("column"))
     return df
+
+
+def _missing(value: Any) -> bool:
+    """True for None and for pandas' missing values (NaN, NaT, NA); never for a list/dict."""
+    if value is None:
+        return True
+    if isinstance(value, (list, dict, tuple, str)):
+        return False
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """``df.to_dict("records")`` with every missing value None."""
+    return [{k: None if _missing(v) else v for k, v in row.items()}
+            for row in df.to_dict("records")]
+
+
+def missing_frame(missing: dict[str, str]) -> pd.DataFrame:
+    """Planned cases without a record (case id -> model kind) as a frame with the columns
+    the cells are grouped by (``documented`` applies to it as to the records)."""
+    rows = []
+    for cid, kind in sorted(missing.items()):
+        try:
+            case = parse_case_id(cid)
+        except ValueError:
+            continue
+        rows.append({"case_id": cid, "env_id": case.env_id, "mode": case.mode,
+                     "column": case.column, "format": case.format,
+                     "operation": case.operation, "api": case.api, "model": case.model,
+                     "model_kind": kind or None, "via": case.via})
+    columns = ["case_id", "env_id", "mode", "column", "format", "operation", "api", "model",
+               "model_kind", "via"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _sizes(df: pd.DataFrame, keys: list[str]) -> dict[tuple, int]:
+    return {k: int(n) for k, n in df.groupby(keys).size().items()} if len(df) else {}
+
+
+def _mark_missing(cell: dict[str, Any], missing: int) -> dict[str, Any]:
+    cell.update(incomplete=missing > 0, missing=missing)
+    return cell
 
 
 def level(counts: dict[str, int]) -> str:
@@ -68,8 +119,11 @@ FIRST_LINE_MAX = 1000
 
 
 def _first_line(message: Any) -> str:
-    """A message's first meaningful line, with what differs per case masked."""
-    lines = [ln.strip() for ln in str(message or "").strip().splitlines() if ln.strip()]
+    """A message's first meaningful line, with what differs per case masked ("" when
+    there is none: a missing message is never the text "nan")."""
+    if _missing(message):
+        return ""
+    lines = [ln.strip() for ln in str(message).strip().splitlines() if ln.strip()]
     text = lines[0] if lines else ""
     if len(lines) > 1 and (text.endswith(":") or text.startswith("Exception encountered")):
         text = lines[-1]  # "in user code:" / Keras's wrapper line -> the line that says why
@@ -99,14 +153,20 @@ def _groups(df: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     return {k: g for k, g in df.groupby(["format", "operation", "column"])} if len(df) else {}
 
 
-def cells(df: pd.DataFrame, matrix: Matrix, handle: pd.DataFrame | None = None
-          ) -> list[dict[str, Any]]:
+def cells(df: pd.DataFrame, matrix: Matrix, handle: pd.DataFrame | None = None,
+          missing: pd.DataFrame | None = None) -> list[dict[str, Any]]:
     """The documents' table: format x operation x column, documented vs observed.
 
     ``handle``: the same calls made on a URL (``by_handle``); load and fine-tune
-    cells get their own level, counts and verdict for them.
+    cells get their own level, counts and verdict for them.  ``missing``: the planned
+    cases without a record (``missing_frame``): a cell with some is ``incomplete``.
     """
-    fmts = sorted(set(df["format"].dropna()) | {e.format for e in matrix.expectations})
+    missing = missing if missing is not None else missing_frame({})
+    keys = ["format", "operation", "column"]
+    absent = _sizes(documented(missing), keys)
+    absent_url = _sizes(documented(missing, via="url"), keys)
+    fmts = sorted(set(df["format"].dropna()) | {e.format for e in matrix.expectations}
+                  | {k[0] for k in absent} | {k[0] for k in absent_url})
     columns = sorted(COLUMN_TITLES)
     grouped = _groups(df)
     by_url = _groups(handle if handle is not None else df.iloc[0:0])
@@ -125,9 +185,12 @@ def cells(df: pd.DataFrame, matrix: Matrix, handle: pd.DataFrame | None = None
                             apis=sorted(set(group["api"])) if group is not None else [],
                             verdict=verdict(exp.documented if exp else None, cell["observed"]))
                 cell["examples"] = _examples(group) if group is not None else []
+                _mark_missing(cell, absent.get((fmt, op, col), 0))
                 if op in BY_HANDLE:
-                    cell["by_handle"] = _handle_cell(by_url.get((fmt, op, col)),
-                                                     exp.documented if exp else None)
+                    cell["by_handle"] = _mark_missing(
+                        _handle_cell(by_url.get((fmt, op, col)),
+                                     exp.documented if exp else None),
+                        absent_url.get((fmt, op, col), 0))
                 out.append(cell)
     return out
 
@@ -143,7 +206,7 @@ def _handle_cell(group: pd.DataFrame | None, documented: str | None) -> dict[str
 def _examples(group: pd.DataFrame, limit: int = 5) -> list[dict[str, Any]]:
     """The cell's distinct failures (error type + first line, object addresses masked),
     most frequent first, each with one case and its repro."""
-    bad = group[group["outcome"] != PASSED].sort_values("case_id").to_dict("records")
+    bad = _rows(group[group["outcome"] != PASSED].sort_values("case_id"))
     keyed = [((rec.get("error_type"), _first_line(rec.get("message"))[:120]), rec)
              for rec in bad]
     counts = Counter(key for key, _ in keyed)
@@ -160,16 +223,21 @@ def _examples(group: pd.DataFrame, limit: int = 5) -> list[dict[str, Any]]:
     return out
 
 
-def env_cells(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per consumer env x mode x format x operation."""
-    if not len(df):
-        return []
+def env_cells(df: pd.DataFrame, missing: pd.DataFrame | None = None
+              ) -> list[dict[str, Any]]:
+    """Per consumer env x mode x format x operation (also those with only ``missing``
+    cases: an env x mode whose stage never ran)."""
+    keys = ["env_id", "mode", "format", "operation"]
+    absent = _sizes(documented(missing if missing is not None else missing_frame({})), keys)
+    grouped = {k: g for k, g in df.groupby(keys)} if len(df) else {}
     out = []
-    for (env_id, mode, fmt, op), group in df.groupby(["env_id", "mode", "format", "operation"]):
-        cell = _cell(_counts(group))
+    for key in sorted(set(grouped) | set(absent)):
+        env_id, mode, fmt, op = key
+        group = grouped.get(key)
+        cell = _cell(_counts(group) if group is not None else {})
         cell.update(env_id=env_id, mode=mode, column=COLUMN_OF_MODE[mode], format=fmt,
                     operation=op)
-        out.append(cell)
+        out.append(_mark_missing(cell, absent.get(key, 0)))
     return out
 
 
@@ -211,7 +279,8 @@ def downloads(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _outcome_cell(rec: dict[str, Any]) -> dict[str, Any]:
-    first = str(rec.get("message") or "").strip().splitlines()
+    message = rec.get("message")
+    first = "" if _missing(message) else str(message).strip().splitlines()
     return {"outcome": rec["outcome"], "error_type": rec.get("error_type"),
             "message": first[0][:300] if first else "", "max_abs_err": rec.get("max_abs_err"),
             "case_id": rec["case_id"], "repro": rec.get("repro")}
@@ -223,7 +292,7 @@ def health(df: pd.DataFrame) -> list[dict[str, Any]]:
         return []
     rows = df[df["operation"] == "health"]
     return [{"env_id": env_id, "mode": mode,
-             "checks": {r["api"]: _outcome_cell(r) for r in g.to_dict("records")}}
+             "checks": {r["api"]: _outcome_cell(r) for r in _rows(g)}}
             for (env_id, mode), g in rows.groupby(["env_id", "mode"])]
 
 
@@ -237,22 +306,58 @@ def user_models(df: pd.DataFrame) -> list[dict[str, Any]]:
         for (fmt, op, api), rg in g.groupby(["format", "operation", "api"]):
             rows.append({"format": fmt, "operation": op, "api": api,
                          "envs": {f"{r['env_id']}/{r['mode']}": _outcome_cell(r)
-                                  for r in rg.to_dict("records")}})
+                                  for r in _rows(rg)}})
         order = {op: i for i, op in enumerate(OPERATIONS)}
         rows.sort(key=lambda r: (order.get(r["operation"], 9), r["api"]))
         producers = g[g["operation"] != "create"][["producer_env", "producer_mode"]]
-        ref = producers.drop_duplicates().values.tolist()
+        ref = [r for r in _rows(producers.drop_duplicates()) if r["producer_env"]]
         out.append({"model": model, "format": sorted(set(g["format"]))[0],
-                    "reference": "/".join(ref[0]) if ref else None, "rows": rows,
+                    "reference": (f"{ref[0]['producer_env']}/{ref[0]['producer_mode']}"
+                                  if ref else None), "rows": rows,
                     "counts": _counts(g)})
     return out
 
 
+def infrastructure(df: pd.DataFrame) -> dict[str, Any]:
+    """Cases that did not run to a verdict: counts per infrastructure outcome, every
+    ``harness_error`` case (grouped when type, message and traceback are the same) with
+    its full message and traceback, and the other outcomes' distinct errors."""
+    rows = _rows(df[df["outcome"].isin(INFRA_OUTCOMES)].sort_values("case_id")) \
+        if len(df) else []
+    harness: dict[tuple, list[dict[str, Any]]] = {}
+    other: dict[tuple, list[dict[str, Any]]] = {}
+    for rec in rows:
+        if rec["outcome"] == HARNESS_ERROR:
+            key = (rec.get("error_type"), rec.get("message"), rec.get("traceback"))
+            harness.setdefault(key, []).append(rec)
+        else:
+            key = (rec["outcome"], rec.get("error_type"), _first_line(rec.get("message"))[:300])
+            other.setdefault(key, []).append(rec)
+    return {
+        "counts": {o: n for o, n in Counter(r["outcome"] for r in rows).items()},
+        "harness_errors": [{"error_type": etype, "message": message, "traceback": tb,
+                            "cases": len(recs), "case_ids": [r["case_id"] for r in recs],
+                            "repro": recs[0].get("repro")}
+                           for (etype, message, tb), recs in sorted(
+                               harness.items(), key=lambda kv: (-len(kv[1]),
+                                                                kv[1][0]["case_id"]))],
+        "other": [{"outcome": outcome, "error_type": etype, "message": message,
+                   "cases": len(recs), "case_id": recs[0]["case_id"],
+                   "repro": recs[0].get("repro")}
+                  for (outcome, etype, message), recs in sorted(
+                      other.items(), key=lambda kv: (-len(kv[1]), kv[1][0]["case_id"]))],
+    }
+
+
 def summarize(records: list[dict], matrix: Matrix, run: dict[str, Any],
-              envs: dict[str, Any]) -> dict[str, Any]:
+              envs: dict[str, Any], missing: dict[str, str] | None = None
+              ) -> dict[str, Any]:
+    """The summary of ``records``; ``missing``: planned cases without a record (case id
+    -> model kind, from ``completeness.check``), which mark their cells incomplete."""
     full = frame(records)
     df = documented(full)
     handle = documented(full, via="url")
+    absent = missing_frame(missing or {})
     outcomes = _counts(full) if len(full) else {}
     return {
         "schema_version": 1,
@@ -262,9 +367,10 @@ def summarize(records: list[dict], matrix: Matrix, run: dict[str, Any],
                    "producers": int(df.loc[(df["operation"] == "create")
                                            & (df["outcome"] == PASSED)].shape[0])
                    if len(df) else 0},
-        "cells": cells(df, matrix, handle),
-        "env_cells": env_cells(df),
+        "cells": cells(df, matrix, handle, absent),
+        "env_cells": env_cells(df, absent),
         "health": health(full),
         "downloads": downloads(full),
         "user_models": user_models(full),
+        "infrastructure": infrastructure(full),
     }

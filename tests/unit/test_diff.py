@@ -66,12 +66,14 @@ def test_synthetic_regression_is_listed_first():
     after, victim = _regressed(_records("full5"))
     changes = diff.changes(_summary("full5"), after, _summary("full4"), _records("full4"),
                            "reports/full4/summary.json")
-    assert list(changes["cases"]) == ["regressions", "fixes", "changed", "new", "vanished"]
+    assert list(changes["cases"]) == ["regressions", "fixes", "changed", "new", "vanished",
+                                      "missing"]
     assert changes["cases"]["regressions"] == [{
         "case_id": victim, "before": "passed", "after": "error", "error_type": "ValueError",
         "message": "synthetic", "repro": f"nox -s matrix -- --case {victim}"}]
-    assert changes["counts"] == {"cell_regressions": 0, "cell_fixes": 0, "regressions": 1,
-                                 "fixes": 0, "changed": 10, "new": 0, "vanished": 0}
+    assert changes["counts"] == {"cell_regressions": 0, "cell_fixes": 0, "cell_incomplete": 0,
+                                 "regressions": 1, "fixes": 0, "changed": 10, "new": 0,
+                                 "vanished": 0, "missing": 0}
     assert changes["baseline"] == {"run_id": "full4", "path": "reports/full4/summary.json",
                                    "case_level": True}
     md = changes_markdown(changes)
