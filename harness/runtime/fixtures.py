@@ -144,7 +144,11 @@ def load_manifest(case):
 def compare(actual, expected, atol, rtol, what):
     """Return (max_abs_err, max_rel_err); raise CheckFailed when outside tolerance."""
     __tracebackhide__ = True
-    actual = np.asarray(actual, dtype=np.float64)
+    try:
+        actual = np.asarray(actual, dtype=np.float64)
+    except (TypeError, ValueError) as exc:  # the library returned something else
+        raise CheckFailed("%s: the output is a %s, not numbers like the golden (%s)"
+                          % (what, type(actual).__name__, exc))
     expected = np.asarray(expected, dtype=np.float64)
     if actual.shape != expected.shape:
         raise CheckFailed("%s: output shape %s != golden shape %s"
