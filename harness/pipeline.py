@@ -27,10 +27,11 @@ from . import config, registry
 from .backends import REPORTED_PACKAGES, Provisioned, ProvisionError, get_backend
 from .config import Matrix
 from .errors import UserError
-from .expand import REPRO, EnvRun, expand, parse_case_id
+from .expand import REPRO, EnvRun, expand, parse_case_id, reference_producers
 from .hubserver import HubServer
 from .interrupts import interrupted_by
 from .report import write_reports
+from .report.completeness import planned_stage, read_run_file, write_run_file
 from .runtime.cases import case_id
 from .runtime.records import INFRA_OUTCOMES
 from .stages import RunPaths, StageResult, interrupt_all, read_records, run_stage
