@@ -85,7 +85,8 @@ def check(run_dir: str, matrix: Matrix, records: list[dict[str, Any]] | None = N
     if records is None:
         records = read_records(records_dir)
     meta = read_run_file(run_dir) or {}
-    stages = meta.get("stages") if isinstance(meta.get("stages"), list) else \
+    listed = meta.get("stages")
+    stages: list[dict[str, Any]] = listed if isinstance(listed, list) else \
         _stages_from_plans(run_dir)
     recorded = {r.get("case_id") for r in records if not is_placeholder(r)}
     out = Completeness(interrupted=bool(meta.get("interrupted"))

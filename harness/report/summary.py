@@ -20,8 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ..config import Matrix
-from ..runtime.cases import (COLUMN_OF_MODE, COLUMN_TITLES, DOWNLOAD, OPERATIONS,
-                             parse_case_id)
+from ..runtime.cases import COLUMN_OF_MODE, COLUMN_TITLES, DOWNLOAD, OPERATIONS, parse_case_id
 from ..runtime.records import ERROR, FAILED, HARNESS_ERROR, INFRA_OUTCOMES, OUTCOMES, PASSED
 
 ATTEMPTED = (PASSED, FAILED, ERROR)

@@ -100,3 +100,139 @@ def test_harness_report_rebuilds_from_records(default_matrix_path, tmp_path):
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "no records/ directory" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def _refuse(token):
+    raise ValueError(f"not strict JSON: {token}")
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, str):
+        yield value
+
+
+def _health(api, outcome="passed", **fields):
+    rec = {"case_id": f"tf115/tf1/environment/health/{api}/env", "stage": "create",
+           "env_id": "tf115", "mode": "tf1", "column": "tf1", "format": "environment",
+           "operation": "health", "api": api, "model": "env", "producer_env": "tf115",
+           "producer_mode": "tf1", "outcome": outcome, "run_id": "r1"}
+    rec.update(fields)
+    return rec
+
+
+def test_missing_fields_are_null_never_nan(default_matrix_path, tmp_path):
+    """Records that lack fields (older records, health checks) and a NaN a record holds:
+    every file parses strictly, a missing value is null, never NaN or "nan"."""
+    matrix = config.load(default_matrix_path)
+    records = _records() + [_health("import-tensorflow_hub"),  # no error_type / message
+                            _health("tf.estimator", "error", error_type="AttributeError",
+                                    message="no estimator", max_abs_err=float("nan"))]
+    records[0] = dict(records[0], max_abs_err=float("nan"), max_rel_err=float("inf"))
+    run_dir = tmp_path / "reports" / "r1"
+    run_dir.mkdir(parents=True)
+    summary = write_reports(str(run_dir), records, matrix, {"run_id": "r1"}, {})
+    checks = {c: v for row in summary["health"] for c, v in row["checks"].items()}
+    assert checks["import-tensorflow_hub"]["error_type"] is None
+    assert checks["import-tensorflow_hub"]["message"] == ""
+    assert checks["import-tensorflow_hub"]["max_abs_err"] is None
+    assert checks["tf.estimator"]["max_abs_err"] is None
+    text = (run_dir / "summary.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    data = json.loads(text, parse_constant=_refuse)
+    assert data["run"]["complete"] is True and data["run"]["missing_cases"] == 0
+    lines = (run_dir / "results.jsonl").read_text().splitlines()
+    results = [json.loads(line, parse_constant=_refuse) for line in lines]
+    first = next(r for r in results if r["case_id"] == records[0]["case_id"])
+    assert first["max_abs_err"] is None and first["max_rel_err"] is None
+    page = (run_dir / "index.html").read_text()
+    embedded = page.split('<script type="application/json" id="data">')[1].split("</script>")[0]
+    for value in (data, results, json.loads(embedded, parse_constant=_refuse)):
+        assert not [s for s in _strings(value) if s.strip().lower() == "nan"]
+
+
+def _harness_error():
+    tb = ("Traceback (most recent call last):\n"
+          '  File "harness/runtime/formats/saved_model.py", line 120, in fine_tune\n'
+          "    w = float(np.asarray(v))\n"
+          "TypeError: float() argument must be a string or a real number, not "
+          "'UninitializedVariable' <script>alert(1)</script>")
+    rec = {"case_id": "tf115/tf1_eager/saved_model/fine_tune/MyMulModel-trainable/"
+                      "my_mul@tf115/tf1_eager", "stage": "consume", "env_id": "tf115",
+           "mode": "tf1_eager", "column": "tf1", "format": "saved_model",
+           "operation": "fine_tune", "api": "MyMulModel-trainable", "model": "my_mul",
+           "producer_env": "tf115", "producer_mode": "tf1_eager", "outcome": "harness_error",
+           "error_type": "TypeError", "message": "float() argument must be ... "
+           "'UninitializedVariable'\nsecond line", "traceback": tb, "model_kind": "my_mul",
+           "via": "path", "run_id": "r1", "repro": "nox -s matrix -- --case x"}
+    return rec, tb
+
+
+def test_harness_error_is_infrastructure_listed_with_its_traceback(default_matrix_path,
+                                                                   tmp_path):
+    matrix = config.load(default_matrix_path)
+    rec, tb = _harness_error()
+    run_dir = tmp_path / "reports" / "r1"
+    run_dir.mkdir(parents=True)
+    before = {(c["format"], c["operation"], c["column"]): c
+              for c in write_reports(str(run_dir), _records(), matrix, {"run_id": "r1"},
+                                     {})["cells"]}
+    summary = write_reports(str(run_dir), _records() + [rec], matrix, {"run_id": "r1"}, {})
+    cell = next(c for c in summary["cells"] if (c["format"], c["operation"], c["column"])
+                == ("saved_model", "fine_tune", "tf1"))
+    old = before[("saved_model", "fine_tune", "tf1")]
+    assert (cell["attempted"], cell["observed"]) == (old["attempted"], old["observed"])
+    assert cell["infra"] == old["infra"] + 1  # infrastructure, never "not supported"
+    infra = summary["infrastructure"]
+    assert infra["counts"] == {"crashed": 1, "env_error": 1, "harness_error": 1}
+    assert infra["harness_errors"] == [{
+        "error_type": "TypeError", "message": rec["message"], "traceback": tb, "cases": 1,
+        "case_ids": [rec["case_id"]], "repro": rec["repro"]}]
+    md = (run_dir / "compat.md").read_text()
+    section = md.split("## Infrastructure")[1]
+    assert "<details><summary>harness_error × 1: <code>TypeError</code>" in section
+    assert f"`{rec['case_id']}`" in section
+    assert f"```\n{tb}\n```" in section  # the whole traceback, as code
+    assert "second line" in section
+    page = (run_dir / "index.html").read_text()
+    assert 'data-testid="infrastructure"' in page and 'data-testid="harness-error"' in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
+    assert "float(np.asarray(v))" in page  # the middle of the traceback too
+    assert 'var INFRA={"crashed":1,"env_error":1,"harness_error":1,"timeout":1};' in page
+    assert ".out-harness_error" in page
+    assert "crashed / timeout / env_error / harness_error" in page
+
+
+def test_exit_status(capsys):
+    from types import SimpleNamespace
+
+    from harness.pipeline import exit_status
+    rec, _ = _harness_error()
+    complete = {"complete": True}
+
+    def run(*models, references=None):
+        return SimpleNamespace(matrix=SimpleNamespace(models=list(models)),
+                               references=references or {})
+
+    mlp = config.Model("mlp", "models/mlp.json", {"kind": "mlp"})
+    passed = dict(rec, outcome="passed")
+    assert exit_status(run(mlp), [passed], complete) == 0
+    assert exit_status(run(mlp), [rec], complete) == 1  # harness_error is infrastructure
+    assert "infrastructure failures (not compatibility results): 1 harness_error" in \
+        capsys.readouterr().out
+    assert exit_status(run(mlp), [passed], {"complete": False, "missing_cases": 7}) == 1
+    assert "error: the run is incomplete: 7 planned cases have no record" in \
+        capsys.readouterr().out
+    mine = config.Model("mine", "/m", {"kind": "user"})
+    assert exit_status(run(mine, references={"mine": ["tf115", "tf1"]}), [passed],
+                       complete) == 0
+    assert exit_status(run(mine), [passed], complete) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["tfhub-compat: error: no environment could import any of your models "
+                   "(mine): nothing was compared; see the import cases in the report"]
