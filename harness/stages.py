@@ -189,6 +189,20 @@ def read_records(records_dir: str, prefix: str = "") -> list[dict]:
     return found
 
 
+def read_facts(records_dir: str) -> dict[str, dict[str, dict]]:
+    """{env id: {mode: facts}}: what the create stages found true of each env x mode and
+    cannot fail (``<prefix>.facts.<worker>.json``; the workers of one stage agree)."""
+    found: dict[str, dict[str, dict]] = {}
+    for path in sorted(glob.glob(os.path.join(records_dir, "*.facts.*.json"))):
+        try:
+            with open(path) as fh:
+                facts = json.load(fh)
+        except (OSError, ValueError):  # a file cut by a killed process: no facts from it
+            continue
+        found.setdefault(facts.pop("env_id"), {})[facts["mode"]] = facts
+    return found
+
+
 def _collected(records_dir: str, prefix: str) -> list[str] | None:
     try:
         with open(os.path.join(records_dir, prefix + ".collected.json")) as fh:

@@ -33,6 +33,7 @@ def write_reports(run_dir: str, records: list[dict], matrix: Matrix, run: dict[s
     (that run when there is one).  ``reports_dir`` (default: the run directory's parent)
     also gives the history: the earlier runs' summaries and this one.
     """
+    from ..stages import read_facts
     from .completeness import check
     from .diff import changes, load_baseline, resolve_baseline
     from .history import collect
@@ -49,10 +50,12 @@ def write_reports(run_dir: str, records: list[dict], matrix: Matrix, run: dict[s
     run = {**run, **state.run_fields()}
     _write(os.path.join(run_dir, "results.jsonl"),
            "".join(dumps(rec, sort_keys=True) + "\n" for rec in records))
+    facts = read_facts(os.path.join(run_dir, "records"))
     for env_id, info in envs.items():
         flavours = sorted({r["keras"] for r in records
                            if r.get("env_id") == env_id and r.get("keras")})
         info["keras"] = ", ".join(flavours) or None
+        info["facts"] = facts.get(env_id, {})
     summary = summarize(records, matrix, run, envs, state.missing)
     if base_path:
         base_summary, base_records = load_baseline(base_path)

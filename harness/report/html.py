@@ -261,6 +261,16 @@ def _env_versions(info: dict[str, Any]) -> list[tuple[str, str]]:
     return [(k, str(versions[k])) for k in keys]
 
 
+def _keras_text(info: dict[str, Any]) -> str:
+    """The env's Keras, and per mode which ``Layer`` ``tf.keras`` and ``hub.KerasLayer``
+    build on (the env's facts: a ``hub.KerasLayer`` fits only where they agree)."""
+    parts = [info.get("keras") or ""]
+    for mode, facts in sorted((info.get("facts") or {}).items()):
+        parts.append(f"{mode}: tf.keras.layers.Layer = {facts.get('tf_keras_layer')}, "
+                     f"hub.KerasLayer on {facts.get('hub_keras_layer_base')}")
+    return "; ".join(p for p in parts if p)
+
+
 def _env_table(summary: dict[str, Any]) -> str:
     envs = summary.get("envs", {}) or {}
     if not envs:
@@ -273,7 +283,7 @@ def _env_table(summary: dict[str, Any]) -> str:
         cls = ' class="infra-row"' if status == "error" else ""
         rows.append(f"<tr{cls} data-testid=\"env-row\"><td>{esc(env_id)}</td>"
                     f"<td>{esc(', '.join(info.get('modes') or []))}</td>"
-                    f"<td>{esc(versions)}</td><td>{esc(info.get('keras') or '')}</td>"
+                    f"<td>{esc(versions)}</td><td>{esc(_keras_text(info))}</td>"
                     f"<td>{esc(info.get('backend') or '')}</td>"
                     f"<td>{esc(info.get('device') or '')}</td>"
                     f"<td>{esc(status)}</td></tr>")
@@ -323,7 +333,7 @@ def _doc_cell(cell: dict[str, Any], history: dict[str, Any]) -> str:
              f'<div class="doc-obs"><b>Observed:</b> <span class="chip l-{esc(obs)}">'
              f"{esc(obs)}</span> {esc(_count(cell))}</div>"]
     handle = cell.get("by_handle")
-    if handle and handle.get("attempted", 0) + handle.get("infra", 0):
+    if handle and handle.get("attempted", 0) + handle.get("infra", 0) + handle.get("missing", 0):
         parts.append(f'<div class="doc-handle"><b>By handle:</b> {esc(handle["observed"])} '
                      f"{esc(_count(handle))}</div>")
     if cell.get("infra"):

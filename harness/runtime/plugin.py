@@ -119,7 +119,8 @@ def _write_facts(plan, runtime):
     path = os.path.join(plan["results_dir"], "%s.facts.%s.json" % (plan["prefix"],
                                                                     plan["_worker"]))
     with open(path + ".tmp", "w") as fh:
-        json.dump(facts(runtime), fh, indent=2, sort_keys=True, allow_nan=False)
+        json.dump(dict(facts(runtime), env_id=plan["env"]["id"]), fh, indent=2,
+                  sort_keys=True, allow_nan=False)
     os.rename(path + ".tmp", path)
 
 

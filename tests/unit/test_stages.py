@@ -4,6 +4,7 @@ The fake "interpreter" is a script standing in for a TF environment's python:
 it records some cases and then dies or hangs, as a real worker can.
 """
 import dataclasses
+import json
 import os
 import stat
 import sys
@@ -92,3 +93,16 @@ def test_read_records_prefix_is_a_whole_name_part(tmp_path):
         "create.tf115.tf1"]
     assert len(read_records(str(tmp_path), "create")) == 2
     assert len(read_records(str(tmp_path))) == 3
+
+
+def test_facts_of_each_env_and_mode_are_read_back(tmp_path):
+    from harness.stages import read_facts
+    facts = {"env_id": "tf221-keras3", "mode": "tf2", "keras": "keras 3.15.0",
+             "tf_keras_layer": "keras.src.layers.layer.Layer",
+             "hub_keras_layer_base": "tf_keras.src.engine.base_layer.Layer"}
+    (tmp_path / "create.tf221-keras3.tf2.facts.gw0.json").write_text(json.dumps(facts))
+    (tmp_path / "create.tf115.tf1.facts.gw0.json").write_text('{"env_id": "tf1')  # cut
+    found = read_facts(str(tmp_path))
+    assert list(found) == ["tf221-keras3"]
+    assert found["tf221-keras3"]["tf2"]["hub_keras_layer_base"].startswith("tf_keras.")
+    assert "env_id" not in found["tf221-keras3"]["tf2"]
