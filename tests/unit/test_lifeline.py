@@ -1,5 +1,6 @@
-"""A stage process dies with the process that started it, even when that one is SIGKILLed
-(harness.runtime.lifeline, called by the plugin in the pytest main and each xdist worker)."""
+"""A stage's processes die with the host that started it, even when the host is SIGKILLed
+(harness.runtime.lifeline, called by the plugin in the pytest main and each xdist worker;
+the main's process group follows it)."""
 import contextlib
 import os
 import signal
@@ -15,18 +16,22 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# host -> "pytest main" -> "xdist worker": each level ties itself to its parent, then starts
-# the next with the inherited environment, as the plugin and xdist do
+# host -> "pytest main" (a session of its own) -> "xdist worker" -> "helper" (a process a
+# case started, which does not know about any of this): the main and the worker tie
+# themselves to their parents, then start the next level with the inherited environment,
+# as the plugin, xdist and a case do; each prints its pid and what it left in the variable
 LEVEL = """
 import os, subprocess, sys, time
 from harness.runtime.lifeline import PARENT_PID, die_with_parent
 depth = int(sys.argv[1])
-if depth:
+if depth in (1, 2):
     die_with_parent()
+if depth:
     print(os.getpid(), os.environ[PARENT_PID], flush=True)
-if depth < 2:
+if depth < 3:
     subprocess.Popen([sys.executable, "-c", sys.argv[2], str(depth + 1), sys.argv[2]],
-                     env=dict(os.environ, **({} if depth else {PARENT_PID: str(os.getpid())})))
+                     env=dict(os.environ, **({} if depth else {PARENT_PID: str(os.getpid())})),
+                     start_new_session=depth == 0)
 time.sleep(120)
 """
 
@@ -40,24 +45,26 @@ def _gone(pid):
 
 
 def test_children_die_with_a_sigkilled_parent():
+    main = None
     with subprocess.Popen([sys.executable, "-c", LEVEL, "0", LEVEL], cwd=ROOT,
                           stdout=subprocess.PIPE, text=True, start_new_session=True) as host:
         try:
-            main_pid, main_parent = map(int, host.stdout.readline().split())
-            worker_pid, worker_parent = map(int, host.stdout.readline().split())
+            (main, main_var), (worker, worker_var), (helper, _) = (
+                map(int, host.stdout.readline().split()) for _ in range(3))
             # each names itself for its children: the worker expects the main as its parent
-            assert (main_parent, worker_parent) == (main_pid, worker_pid)
+            assert (main_var, worker_var) == (main, worker)
             time.sleep(0.5)
-            assert not _gone(main_pid) and not _gone(worker_pid)
+            assert not any(map(_gone, (main, worker, helper)))
             os.kill(host.pid, signal.SIGKILL)  # the host alone, not its group
             host.wait()
             deadline = time.monotonic() + 10
-            while not (_gone(main_pid) and _gone(worker_pid)):
-                assert time.monotonic() < deadline, "a child outlived its SIGKILLed parent"
+            while not all(map(_gone, (main, worker, helper))):
+                assert time.monotonic() < deadline, "a process outlived its SIGKILLed host"
                 time.sleep(0.05)
         finally:
-            with contextlib.suppress(ProcessLookupError):  # never leave sleepers behind
-                os.killpg(host.pid, signal.SIGKILL)
+            for group in (host.pid, main):  # never leave sleepers behind
+                with contextlib.suppress(ProcessLookupError, TypeError):
+                    os.killpg(group, signal.SIGKILL)
 
 
 def test_exits_at_once_when_the_parent_is_already_gone():
