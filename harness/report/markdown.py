@@ -202,7 +202,7 @@ def _documents_table(cells: list[dict[str, Any]]) -> list[str]:
                 text = (f"documented: {documented}<br>observed: {MARK[c['observed']]} "
                         f"{c['observed']} {_count_text(c)}<br>{verdict}")
                 handle = c.get("by_handle")
-                if handle and handle["attempted"] + handle["infra"]:
+                if handle and handle["attempted"] + handle["infra"] + handle.get("missing", 0):
                     text += (f"<br>by handle: {MARK[handle['observed']]} {handle['observed']} "
                              f"{_count_text(handle)}")
                 row.append(text)

@@ -53,9 +53,8 @@ def _missing(value: Any) -> bool:
 
 
 def _rows(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """``df.to_dict("records")`` with every missing value None."""
-    return [{k: None if _missing(v) else v for k, v in row.items()}
-            for row in df.to_dict("records")]
+    """``df.to_dict("records")`` with every missing value (NaN, NaT, NA) None."""
+    return df.astype(object).where(df.notna(), None).to_dict("records")
 
 
 def missing_frame(missing: dict[str, str]) -> pd.DataFrame:
