@@ -29,11 +29,13 @@ import numpy as np
 from harness.runtime.modes import bootstrap
 mode = sys.argv[1]
 runtime = bootstrap(mode)
-tf, hub = runtime.tf, runtime.hub
+tf = runtime.tf
 
 
 def call(job, x):
-    obj = hub.load(job["handle"])
+    # runtime.hub here, not at start: where tensorflow_hub cannot import, that is the
+    # answer to the job (the library's error), not a loader that dies
+    obj = runtime.hub.load(job["handle"])
     fn = obj.signatures[job["signature"]] if job.get("signature") else obj
     y = fn(tf.constant(x))
     return y[job["output_key"]] if job.get("output_key") else y
