@@ -167,7 +167,8 @@ def _report(args: argparse.Namespace) -> int:
     if not state["complete"]:
         stages = stage_list(state["unfinished_stages"])
         print(f"error: run {state['run_id']} is incomplete ({state['missing_cases']} missing "
-              "cases" + ("; interrupted" if state["interrupted"] else "")
+              "cases" + (f"; interrupted ({state.get('interrupted_by') or '?'})"
+                         if state["interrupted"] else "")
               + (f"; unfinished: {stages}" if stages else "")
               + "); reports/latest not replaced", file=sys.stderr)
         status = 1

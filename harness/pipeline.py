@@ -291,7 +291,8 @@ def exit_status(run: Run, records: list[dict], state: dict[str, Any]) -> int:
         errors.append("the run executed no case")
     if not state.get("complete", True):
         errors.append(f"the run is incomplete: {state.get('missing_cases', 0)} planned cases "
-                      "have no record" + (" (interrupted)" if state.get("interrupted") else ""))
+                      "have no record" + (f" (interrupted: {state.get('interrupted_by')})"
+                                          if state.get("interrupted") else ""))
     infra = Counter(r["outcome"] for r in records if r["outcome"] in INFRA_OUTCOMES)
     if infra:
         errors.append("infrastructure failures (not compatibility results): "

@@ -43,6 +43,7 @@ HUB_PLACEHOLDER = "http://127.0.0.1/"  # a consume stage always runs with the hu
 @dataclass
 class Completeness:
     interrupted: bool = False
+    interrupted_by: str | None = None  # "Ctrl-C", "SIGTERM", "SIGHUP" when known
     missing: dict[str, str] = field(default_factory=dict)  # case id -> its model's kind
     unfinished: list[dict[str, Any]] = field(default_factory=list)  # one per stage
 
@@ -53,7 +54,8 @@ class Completeness:
     def run_fields(self) -> dict[str, Any]:
         """What ``summary.json: run`` says about it."""
         return {"complete": self.complete, "interrupted": self.interrupted,
-                "missing_cases": len(self.missing), "unfinished_stages": self.unfinished}
+                "interrupted_by": self.interrupted_by, "missing_cases": len(self.missing),
+                "unfinished_stages": self.unfinished}
 
 
 def planned_stage(stage: str, run: EnvRun, select: list[str] | None) -> dict[str, Any]:
@@ -89,8 +91,9 @@ def check(run_dir: str, matrix: Matrix, records: list[dict[str, Any]] | None = N
     stages: list[dict[str, Any]] = listed if isinstance(listed, list) else \
         _stages_from_plans(run_dir)
     recorded = {r.get("case_id") for r in records if not is_placeholder(r)}
-    out = Completeness(interrupted=bool(meta.get("interrupted"))
-                       or any(is_placeholder(r) for r in records))
+    placeholders = [r for r in records if is_placeholder(r)]
+    out = Completeness(interrupted=bool(meta.get("interrupted") or placeholders),
+                       interrupted_by=meta.get("interrupted_by") or _stopped_by(placeholders))
     for entry in stages:
         expected, state = _expected(run_dir, matrix, meta, stages, entry, records)
         gone = {cid: kind for cid, kind in expected.items() if cid not in recorded}
@@ -99,6 +102,13 @@ def check(run_dir: str, matrix: Matrix, records: list[dict[str, Any]] | None = N
                                    "planned": len(expected), "missing": len(gone)})
             out.missing.update(gone)
     return out
+
+
+def _stopped_by(placeholders: list[dict[str, Any]]) -> str | None:
+    """"SIGTERM" of "the run was interrupted (SIGTERM) before ..." (None: no placeholder)."""
+    for rec in placeholders:
+        return str(rec["message"])[len(INTERRUPTED_MESSAGE):].partition(")")[0] or None
+    return None
 
 
 def _read_json(path: str) -> Any:

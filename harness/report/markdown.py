@@ -56,7 +56,9 @@ def incomplete_banner(run: dict[str, Any]) -> str | None:
     """The one-paragraph warning of an unfinished run (None when it is complete)."""
     if run.get("complete", True):
         return None
-    why = " It was interrupted (Ctrl-C)." if run.get("interrupted") else ""
+    by = run.get("interrupted_by")
+    why = (f" It was interrupted ({by})." if by else " It was interrupted.") \
+        if run.get("interrupted") else ""
     stages = stage_list(run.get("unfinished_stages") or [])
     return (f"This run is incomplete: {run.get('missing_cases', 0)} planned cases have no "
             f"record.{why}" + (f" Unfinished stages: {stages}." if stages else "")

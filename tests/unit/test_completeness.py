@@ -107,7 +107,7 @@ def test_missing_cases_from_collected_plans_and_unstarted_stages(matrix, killed)
     health = next(c for c in cases["collected"][1:] if c.operation == "health")
     assert state.missing[health.case_id] == ""
     assert state.run_fields() == {"complete": False, "interrupted": False,
-                                  "missing_cases": len(expected),
+                                  "interrupted_by": None, "missing_cases": len(expected),
                                   "unfinished_stages": state.unfinished}
 
 
@@ -167,12 +167,20 @@ def test_interrupted_run_is_never_complete(matrix, tmp_path):
     _write_records(run_dir, CREATE_TF115, [never] + [_record(c) for c in cases[1:]])
     state = check(str(run_dir), matrix)
     assert state.interrupted and set(state.missing) == {cases[0].case_id}
+    assert state.interrupted_by == "SIGTERM"
     # every case recorded, but the pipeline marked the run interrupted
     (run_dir / "records" / f"{CREATE_TF115}.gw0.jsonl").unlink()
     _write_records(run_dir, CREATE_TF115, [_record(c) for c in cases])
-    _run_json(run_dir, [planned_stage("create", run, None)], interrupted=True)
+    _run_json(run_dir, [planned_stage("create", run, None)], interrupted=True,
+              interrupted_by="SIGHUP")
     state = check(str(run_dir), matrix)
     assert state.missing == {} and state.interrupted and not state.complete
+    assert state.interrupted_by == "SIGHUP"
+    summary = write_reports(str(run_dir), [_record(c) for c in cases], matrix,
+                            {"run_id": "r"}, {})
+    assert "This run is incomplete: 0 planned cases have no record. It was interrupted " \
+        "(SIGHUP)." in (run_dir / "compat.md").read_text()
+    assert summary["run"]["complete"] is False
 
 
 def _consume_killed(matrix, tmp_path):
