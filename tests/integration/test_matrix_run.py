@@ -8,6 +8,7 @@ reuses them; a fresh one provisions them here.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -92,6 +93,79 @@ def test_records_follow_the_contract(first_run):
     latest = run_dir.parent / "latest"
     assert (latest / "summary.json").exists() and (latest / "results.jsonl").exists()
     assert sorted(p.name for p in (run_dir / "records").glob("*.jsonl"))  # one file per worker
+
+
+# every JSON text of the files given: strict JSON.parse, and no value is the string "nan"
+NODE_CHECK = r"""
+const fs = require('fs'); const bad = [];
+function walk(f, x) {
+  if (typeof x === 'string') { if (x.trim().toLowerCase() === 'nan') bad.push(f + ': "nan"'); }
+  else if (x && typeof x === 'object') { for (const k in x) { walk(f, k); walk(f, x[k]); } }
+}
+for (const f of process.argv.slice(1)) {
+  const text = fs.readFileSync(f, 'utf8');
+  const docs = f.endsWith('.jsonl') ? text.split('\n').filter(l => l.trim()) : [text];
+  for (const d of docs) {
+    try { walk(f, JSON.parse(d)); } catch (e) { bad.push(f + ': ' + e.message); }
+  }
+}
+console.log(JSON.stringify(bad));
+"""
+
+
+def _refuse(token):
+    raise ValueError(f"not strict JSON: {token}")
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, str):
+        yield value
+
+
+def _json_texts(path):
+    text = path.read_text()
+    if path.suffix == ".jsonl":
+        return [line for line in text.splitlines() if line.strip()]
+    if path.suffix == ".html":  # the page's embedded data
+        return [text.split('<script type="application/json" id="data">')[1]
+                .split("</script>")[0]]
+    return [text]
+
+
+def test_every_json_file_of_the_run_is_strict_json(first_run, tmp_path):
+    """summary.json, results.jsonl, run.json, records, plans, manifests, the hub server's
+    log and the page's data: Python's strict parser and Node's JSON.parse read them all,
+    and a missing value is null, never NaN or "nan"."""
+    _, _, summary, run_dir = first_run
+    files = sorted(p for p in run_dir.rglob("*") if p.is_file() and p.suffix in
+                   (".json", ".jsonl") and not {"tfhub_cache", "model"} & set(
+                       p.relative_to(run_dir).parts[:-1]))  # not what TF wrote
+    names = {p.relative_to(run_dir).as_posix() for p in files}
+    assert {"summary.json", "results.jsonl", "run.json", "hubserver.jsonl"} <= names
+    assert any(n.startswith("records/") for n in names) and any(
+        n.startswith("plans/") for n in names) and any(n.startswith("store/") for n in names)
+    for path in files + [run_dir / "index.html"]:
+        for text in _json_texts(path):
+            value = json.loads(text, parse_constant=_refuse)
+            nan = [s for s in _strings(value) if s.strip().lower() == "nan"]
+            assert not nan, f"{path}: a value is the string 'nan'"
+    node = shutil.which("node")
+    assert node, "Node.js is missing: apt-get install nodejs (what .ci/run does)"
+    page_data = tmp_path / "index-data.json"
+    page_data.write_text(_json_texts(run_dir / "index.html")[0])
+    proc = subprocess.run([node, "-e", NODE_CHECK, *map(str, files), str(page_data)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout) == []
+    # a finished run (its unprovisionable env's cases are env_error records) is complete
+    assert summary["run"]["complete"] is True and summary["run"]["missing_cases"] == 0
 
 
 def test_tf115_creates_both_formats_and_loads_its_own(first_run):
