@@ -16,6 +16,19 @@ from typing import Any
 
 def clean(value: Any) -> Any:
     """``value`` with every NaN / infinity / NaT / NA replaced by None (containers walked)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:  # the common case first
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict:
+        return {k: clean(v) for k, v in value.items()}
+    if kind is list:
+        return [clean(v) for v in value]
+    return _clean_other(value)
+
+
+def _clean_other(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -15,7 +15,7 @@ import shutil
 from typing import Any
 
 from ..config import Matrix
-from ..jsonio import clean, dumps, write_json
+from ..jsonio import clean, write_json
 from .markdown import render
 
 LATEST = "latest"
@@ -48,8 +48,8 @@ def write_reports(run_dir: str, records: list[dict], matrix: Matrix, run: dict[s
                      key=lambda r: (r.get("stage") != "create", r["case_id"]))
     state = check(run_dir, matrix, records)
     run = {**run, **state.run_fields()}
-    _write(os.path.join(run_dir, "results.jsonl"),
-           "".join(dumps(rec, sort_keys=True) + "\n" for rec in records))
+    _write(os.path.join(run_dir, "results.jsonl"),  # records are clean already
+           "".join(json.dumps(rec, sort_keys=True, allow_nan=False) + "\n" for rec in records))
     facts = read_facts(os.path.join(run_dir, "records"))
     for env_id, info in envs.items():
         flavours = sorted({r["keras"] for r in records
