@@ -12,7 +12,9 @@ Ctrl-C, SIGTERM or SIGHUP.  The cases a planned stage expects are, from the best
    never started (a consume stage's cases then come from the models the store holds, so
    the count is a lower bound when the create stage did not finish either).
 
-A run without ``run.json`` (older than it) is judged by the plan files it has.  A case
+A run without ``run.json`` (older than it) is judged by the plan files it has, and so
+is a stage whose plan is there but which ``run.json`` does not list (shards of CI jobs
+merged into one directory: one job's ``run.json`` is kept).  A case
 is recorded when a record has its id, except the placeholder the host writes for a case
 that an interrupted run never ran: that case is missing too.  A run is complete
 when no planned case is missing and it was not interrupted.
@@ -88,8 +90,9 @@ def check(run_dir: str, matrix: Matrix, records: list[dict[str, Any]] | None = N
         records = read_records(records_dir)
     meta = read_run_file(run_dir) or {}
     listed = meta.get("stages")
-    stages: list[dict[str, Any]] = listed if isinstance(listed, list) else \
-        _stages_from_plans(run_dir)
+    stages: list[dict[str, Any]] = list(listed) if isinstance(listed, list) else []
+    known = {s.get("prefix") for s in stages}  # + plans of stages run.json does not list
+    stages += [s for s in _stages_from_plans(run_dir) if s["prefix"] not in known]
     recorded = {r.get("case_id") for r in records if not is_placeholder(r)}
     placeholders = [r for r in records if is_placeholder(r)]
     out = Completeness(interrupted=bool(meta.get("interrupted") or placeholders),

@@ -311,3 +311,21 @@ def test_run_json_is_written_at_the_start(matrix, tmp_path):
 
 def _refuse(token):
     raise ValueError(f"not JSON: {token}")
+
+
+def test_stages_of_merged_shards_count_by_their_plans(matrix, tmp_path):
+    """Two CI jobs' run directories merged: one job's run.json is kept; the other job's
+    stages are known by their plan files."""
+    runs = _runs(matrix)
+    run_dir = tmp_path / "r"
+    _run_json(run_dir, [planned_stage("create", runs["tf115/tf1"], None)])
+    _, mine = _planned(matrix, run_dir, runs["tf115/tf1"])
+    _collected(run_dir, CREATE_TF115, mine)
+    _write_records(run_dir, CREATE_TF115, [_record(c) for c in mine])
+    plan, other = _planned(matrix, run_dir, runs["tf115/tf1_eager"])
+    _plan_file(run_dir, plan)
+    _collected(run_dir, plan["prefix"], other)
+    _write_records(run_dir, plan["prefix"], [_record(c) for c in other[1:]])
+    state = check(str(run_dir), matrix)
+    assert set(state.missing) == {other[0].case_id}
+    assert [s["prefix"] for s in state.unfinished] == ["create.tf115.tf1_eager"]
