@@ -133,6 +133,7 @@ def _report(args: argparse.Namespace) -> int:
     from .report.completeness import read_run_file
     from .report.diff import regressions
     from .report.markdown import render, stage_list
+    from .runtime.records import INFRA_OUTCOMES
     from .stages import read_records
     if args.fail_on == "regression" and not args.baseline:
         raise UserError("--fail-on regression needs a run to compare with; add "
@@ -171,6 +172,12 @@ def _report(args: argparse.Namespace) -> int:
                          if state["interrupted"] else "")
               + (f"; unfinished: {stages}" if stages else "")
               + "); reports/latest not replaced", file=sys.stderr)
+        status = 1
+    infra = {o: n for o, n in summary["totals"]["outcomes"].items() if o in INFRA_OUTCOMES}
+    if infra:
+        print(f"error: run {state['run_id']} has infrastructure failures (not compatibility "
+              "results): " + ", ".join(f"{n} {o}" for o, n in sorted(infra.items())),
+              file=sys.stderr)
         status = 1
     return status
 

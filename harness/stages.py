@@ -22,6 +22,7 @@ from . import registry
 from .backends import Provisioned, ProvisionError
 from .config import Matrix
 from .expand import EnvRun, stage_plan
+from .jsonio import write_json
 from .runtime.cases import Case, parse_case_id, plan_cases
 from .runtime.records import CRASHED, ENV_ERROR, TIMEOUT, RecordWriter, make_record
 
@@ -29,6 +30,9 @@ SUITE = "from harness.runtime.suite import test_case  # noqa: F401\n"
 PYTEST_INI = ("[pytest]\naddopts = -p no:cacheprovider\n"
               "filterwarnings = ignore::DeprecationWarning\n")
 LOG_TAIL = 15
+# the message of the record of a case an interrupted run never ran begins so (then the
+# signal's name: "Ctrl-C)", "SIGTERM)", "SIGHUP)"); report.completeness tells them by it
+INTERRUPTED_MESSAGE = "the run was interrupted ("
 _running: set[subprocess.Popen] = set()
 _lock = threading.Lock()
 INTERRUPTED = threading.Event()
@@ -89,8 +93,7 @@ def run_stage(matrix: Matrix, run: EnvRun, stage: str, prov: Provisioned | Provi
     plan = stage_plan(matrix, run, stage, run_id, paths.store, paths.records, select, extra)
     prefix = plan["prefix"]
     plan_path = os.path.join(paths.sub("plans"), prefix + ".json")
-    with open(plan_path, "w") as fh:
-        json.dump(plan, fh, indent=2, sort_keys=True)
+    write_json(plan_path, plan, indent=2, sort_keys=True)
     os.makedirs(paths.records, exist_ok=True)
     planned = {c.case_id: c for c in plan_cases(plan, registry.variants())}
     host = RecordWriter(os.path.join(paths.records, prefix + ".host.jsonl"))
@@ -112,7 +115,7 @@ def run_stage(matrix: Matrix, run: EnvRun, stage: str, prov: Provisioned | Provi
         tail = _tail(log_path)
         outcome, etype = (TIMEOUT, "StageTimeout") if timed_out else (CRASHED, "ProcessCrashed")
         why = (f"stage timed out after {matrix.settings.stage_timeout_s}s" if timed_out else
-               f"the run was interrupted ({_interrupted_by}) before this case ran"
+               f"{INTERRUPTED_MESSAGE}{_interrupted_by}) before this case ran"
                if INTERRUPTED.is_set()
                else f"pytest exited with {returncode} without recording this case")
         for cid in missing:

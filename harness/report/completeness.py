@@ -33,12 +33,9 @@ from ..expand import EnvRun, reference_producers, stage_plan
 from ..jsonio import write_json
 from ..runtime.cases import base_model, parse_case_id, plan_cases
 from ..runtime.records import CRASHED
-from ..stages import read_records
+from ..stages import INTERRUPTED_MESSAGE, read_records
 
 RUN_FILE = "run.json"
-# how stages.py's record of a case an interrupted run never ran begins (then "(Ctrl-C)",
-# "(SIGTERM)" or "(SIGHUP)")
-INTERRUPTED_MESSAGE = "the run was interrupted ("
 HUB_PLACEHOLDER = "http://127.0.0.1/"  # a consume stage always runs with the hub server
 
 

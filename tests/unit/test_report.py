@@ -91,7 +91,10 @@ def test_harness_report_rebuilds_from_records(default_matrix_path, tmp_path):
     shutil.copy(os.path.join(RESOURCES, "records.jsonl"), run_dir / "records" / "a.gw0.jsonl")
     proc = subprocess.run([sys.executable, "-m", "harness", "report", "--matrix",
                            default_matrix_path, str(run_dir)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    # the sample holds a crashed and an env_error record: rebuilt, and said so
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == ("error: run r9 has infrastructure failures (not compatibility "
+                           "results): 1 crashed, 1 env_error\n")
     assert "# TF Hub compatibility — run r9" in proc.stdout
     with open(run_dir / "summary.json") as fh:
         assert json.load(fh)["totals"]["cases"] == len(_records())
@@ -100,6 +103,24 @@ def test_harness_report_rebuilds_from_records(default_matrix_path, tmp_path):
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "no records/ directory" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_harness_report_exits_1_on_a_harness_error(default_matrix_path, tmp_path):
+    import subprocess
+    import sys
+    run_dir = tmp_path / "reports" / "r8"
+    (run_dir / "records").mkdir(parents=True)
+    records = _records()
+    records[0] = dict(records[0], outcome="harness_error", error_type="TypeError",
+                      message="float() argument must be a string or a real number",
+                      traceback="Traceback (most recent call last):\n...\nTypeError: float()")
+    (run_dir / "records" / "a.gw0.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in records))
+    proc = subprocess.run([sys.executable, "-m", "harness", "report", "--matrix",
+                           default_matrix_path, str(run_dir)], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: run r8 has infrastructure failures")
+    assert "1 harness_error" in proc.stderr
 
 
 def _refuse(token):
