@@ -113,22 +113,6 @@ console.log(JSON.stringify(bad));
 """
 
 
-def _refuse(token):
-    raise ValueError(f"not strict JSON: {token}")
-
-
-def _strings(value):
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield k
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-    elif isinstance(value, str):
-        yield value
-
-
 def _json_texts(path):
     text = path.read_text()
     if path.suffix == ".jsonl":
@@ -139,7 +123,7 @@ def _json_texts(path):
     return [text]
 
 
-def test_every_json_file_of_the_run_is_strict_json(first_run, tmp_path):
+def test_every_json_file_of_the_run_is_strict_json(first_run, tmp_path, strict_json):
     """summary.json, results.jsonl, run.json, records, plans, manifests, the hub server's
     log and the page's data: Python's strict parser and Node's JSON.parse read them all,
     and a missing value is null, never NaN or "nan"."""
@@ -153,9 +137,7 @@ def test_every_json_file_of_the_run_is_strict_json(first_run, tmp_path):
         n.startswith("plans/") for n in names) and any(n.startswith("store/") for n in names)
     for path in files + [run_dir / "index.html"]:
         for text in _json_texts(path):
-            value = json.loads(text, parse_constant=_refuse)
-            nan = [s for s in _strings(value) if s.strip().lower() == "nan"]
-            assert not nan, f"{path}: a value is the string 'nan'"
+            strict_json(text)
     node = shutil.which("node")
     assert node, "Node.js is missing: apt-get install nodejs (what .ci/run does)"
     page_data = tmp_path / "index-data.json"

@@ -123,22 +123,6 @@ def test_harness_report_exits_1_on_a_harness_error(default_matrix_path, tmp_path
     assert "1 harness_error" in proc.stderr
 
 
-def _refuse(token):
-    raise ValueError(f"not strict JSON: {token}")
-
-
-def _strings(value):
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield k
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-    elif isinstance(value, str):
-        yield value
-
-
 def _health(api, outcome="passed", **fields):
     rec = {"case_id": f"tf115/tf1/environment/health/{api}/env", "stage": "create",
            "env_id": "tf115", "mode": "tf1", "column": "tf1", "format": "environment",
@@ -148,7 +132,7 @@ def _health(api, outcome="passed", **fields):
     return rec
 
 
-def test_missing_fields_are_null_never_nan(default_matrix_path, tmp_path):
+def test_missing_fields_are_null_never_nan(default_matrix_path, tmp_path, strict_json):
     """Records that lack fields (older records, health checks) and a NaN a record holds:
     every file parses strictly, a missing value is null, never NaN or "nan"."""
     matrix = config.load(default_matrix_path)
@@ -166,16 +150,15 @@ def test_missing_fields_are_null_never_nan(default_matrix_path, tmp_path):
     assert checks["tf.estimator"]["max_abs_err"] is None
     text = (run_dir / "summary.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
-    data = json.loads(text, parse_constant=_refuse)
+    data = strict_json(text)
     assert data["run"]["complete"] is True and data["run"]["missing_cases"] == 0
     lines = (run_dir / "results.jsonl").read_text().splitlines()
-    results = [json.loads(line, parse_constant=_refuse) for line in lines]
+    results = [strict_json(line) for line in lines]
     first = next(r for r in results if r["case_id"] == records[0]["case_id"])
     assert first["max_abs_err"] is None and first["max_rel_err"] is None
     page = (run_dir / "index.html").read_text()
     embedded = page.split('<script type="application/json" id="data">')[1].split("</script>")[0]
-    for value in (data, results, json.loads(embedded, parse_constant=_refuse)):
-        assert not [s for s in _strings(value) if s.strip().lower() == "nan"]
+    strict_json(embedded)
 
 
 def _harness_error():
