@@ -129,11 +129,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from . import config
-    from .report import write_reports
+    from .report import problems, write_reports
     from .report.completeness import read_run_file
     from .report.diff import regressions
-    from .report.markdown import render, stage_list
-    from .runtime.records import INFRA_OUTCOMES
+    from .report.markdown import render
     from .stages import read_records
     if args.fail_on == "regression" and not args.baseline:
         raise UserError("--fail-on regression needs a run to compare with; add "
@@ -157,27 +156,15 @@ def _report(args: argparse.Namespace) -> int:
     summary = write_reports(args.run_dir, records, matrix, run, old.get("envs", {}),
                             baseline=args.baseline)
     print(render(summary))
-    status = 0 if records else 1
+    status = 0
     if args.fail_on == "regression":
         cells, cases = regressions(summary["changes"])
         if cells or cases:
             print(f"regressions since run {summary['changes']['baseline']['run_id']}: "
                   f"{cells} cells, {cases} cases (--fail-on regression)", file=sys.stderr)
             status = 1
-    state = summary["run"]
-    if not state["complete"]:
-        stages = stage_list(state["unfinished_stages"])
-        print(f"error: run {state['run_id']} is incomplete ({state['missing_cases']} missing "
-              "cases" + (f"; interrupted ({state.get('interrupted_by') or '?'})"
-                         if state["interrupted"] else "")
-              + (f"; unfinished: {stages}" if stages else "")
-              + "); reports/latest not replaced", file=sys.stderr)
-        status = 1
-    infra = {o: n for o, n in summary["totals"]["outcomes"].items() if o in INFRA_OUTCOMES}
-    if infra:
-        print(f"error: run {state['run_id']} has infrastructure failures (not compatibility "
-              "results): " + ", ".join(f"{n} {o}" for o, n in sorted(infra.items())),
-              file=sys.stderr)
+    for problem in problems(summary):
+        print(f"error: run {summary['run']['run_id']}: {problem}", file=sys.stderr)
         status = 1
     return status
 

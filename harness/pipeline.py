@@ -18,7 +18,6 @@ import shlex
 import subprocess
 import sys
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -30,10 +29,9 @@ from .errors import UserError
 from .expand import REPRO, EnvRun, expand, parse_case_id, reference_producers
 from .hubserver import HubServer
 from .interrupts import interrupted_by
-from .report import write_reports
+from .report import problems, write_reports
 from .report.completeness import planned_stage, read_run_file, write_run_file
 from .runtime.cases import case_id
-from .runtime.records import INFRA_OUTCOMES
 from .stages import RunPaths, StageResult, interrupt_all, read_records, run_stage
 from .usermodels import user_model
 from .wheel import PROJECT_ROOT, build_wheel
@@ -279,26 +277,16 @@ def report(run: Run, records: list[dict]) -> int:
         log(f"changes since run {summary['changes']['baseline']['run_id']}: "
             f"{n['cell_regressions']} cell regressions, {n['cell_fixes']} cell fixes, "
             f"{n['regressions']} case regressions, {n['fixes']} fixes, {n['changed']} other")
-    return exit_status(run, records, state)
+    return exit_status(run, records, summary)
 
 
-def exit_status(run: Run, records: list[dict], state: dict[str, Any]) -> int:
-    """0 when the run completed; 1 (each reason logged on one line) when it executed no
-    case, is incomplete, had infrastructure failures or could import none of the user's
-    models."""
-    errors = []
-    if not records:
-        errors.append("the run executed no case")
-    if not state.get("complete", True):
-        errors.append(f"the run is incomplete: {state.get('missing_cases', 0)} planned cases "
-                      "have no record" + (f" (interrupted: {state.get('interrupted_by')})"
-                                          if state.get("interrupted") else ""))
-    infra = Counter(r["outcome"] for r in records if r["outcome"] in INFRA_OUTCOMES)
-    if infra:
-        errors.append("infrastructure failures (not compatibility results): "
-                      + ", ".join(f"{v} {k}" for k, v in sorted(infra.items())))
+def exit_status(run: Run, records: list[dict], summary: dict[str, Any]) -> int:
+    """0 when the run completed; 1 (each reason logged on one line) on any of the report's
+    ``problems`` or when a ``--model`` run imported none of the user's models."""
+    errors = problems(summary)
     users = _user_models(run)
-    if users and not run.references:
+    tried = any(r["operation"] == "create" and r["model"] in users for r in records)
+    if tried and not run.references:  # (a --case repro may plan no import at all)
         errors.append(f"no environment could import any of your models "
                       f"({', '.join(sorted(users))}): nothing was compared; see the import "
                       "cases in the report")

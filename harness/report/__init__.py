@@ -71,6 +71,30 @@ def write_reports(run_dir: str, records: list[dict], matrix: Matrix, run: dict[s
     return summary
 
 
+def problems(summary: dict[str, Any]) -> list[str]:
+    """Why a run's report is no green result, one line each (none: it is one): it executed
+    no case, it is incomplete, or it had infrastructure outcomes (``harness run`` and
+    ``harness report`` exit 1 on any of them)."""
+    from ..runtime.records import INFRA_OUTCOMES
+    from .markdown import stage_list
+    run, outcomes = summary["run"], summary["totals"]["outcomes"]
+    found = []
+    if not summary["totals"]["cases"]:
+        found.append("the run executed no case")
+    if not run.get("complete", True):
+        stages = stage_list(run.get("unfinished_stages") or [])
+        found.append(f"the run is incomplete: {run.get('missing_cases', 0)} planned cases "
+                     "have no record" + (f" (interrupted: {run.get('interrupted_by') or '?'})"
+                                         if run.get("interrupted") else "")
+                     + (f"; unfinished: {stages}" if stages else "")
+                     + "; reports/latest not replaced")
+    infra = {o: n for o, n in outcomes.items() if o in INFRA_OUTCOMES}
+    if infra:
+        found.append("infrastructure failures (not compatibility results): "
+                     + ", ".join(f"{n} {o}" for o, n in sorted(infra.items())))
+    return found
+
+
 def _write(path: str, text: str) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as fh:

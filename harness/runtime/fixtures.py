@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from .cases import GOLDEN, MANIFEST
-from .records import CheckFailed
+from .records import CheckFailed, strict_json
 
 DEFAULT_VOCAB = ["hub", "module", "saved", "model", "keras", "layer", "graph", "eager"]
 OOV_TOKEN = "<unknown-word>"
@@ -126,7 +126,7 @@ def write_model_files(directory, manifest, golden):
     np.savez(os.path.join(directory, GOLDEN), **golden)
     tmp = os.path.join(directory, MANIFEST + ".tmp")
     with open(tmp, "w") as fh:
-        json.dump(manifest, fh, indent=2, sort_keys=True)
+        json.dump(strict_json(manifest), fh, indent=2, sort_keys=True, allow_nan=False)
     os.rename(tmp, os.path.join(directory, MANIFEST))
 
 

@@ -129,7 +129,4 @@ def strict_json(value):
 
 
 def _jsonable(value):
-    try:  # numpy scalars and arrays
-        return value.tolist()
-    except AttributeError:
-        return str(value)
+    return str(value)  # what strict_json leaves that JSON cannot hold (bytes, objects)

@@ -251,7 +251,9 @@ def test_harness_report_on_an_unfinished_run_exits_1(matrix, default_matrix_path
                            default_matrix_path, str(run_dir)], capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith(f"error: run r is incomplete ({len(cases) - 3} missing cases")
+    assert proc.stderr.startswith(f"error: run r: the run is incomplete: {len(cases) - 3} "
+                                  "planned cases have no record")
+    assert proc.stderr.rstrip().endswith("reports/latest not replaced")
     assert (run_dir / "summary.json").exists() and (run_dir / "index.html").exists()
     assert not (tmp_path / "reports" / "latest").exists()
 

@@ -93,7 +93,7 @@ def test_harness_report_rebuilds_from_records(default_matrix_path, tmp_path):
                            default_matrix_path, str(run_dir)], capture_output=True, text=True)
     # the sample holds a crashed and an env_error record: rebuilt, and said so
     assert proc.returncode == 1, proc.stderr
-    assert proc.stderr == ("error: run r9 has infrastructure failures (not compatibility "
+    assert proc.stderr == ("error: run r9: infrastructure failures (not compatibility "
                            "results): 1 crashed, 1 env_error\n")
     assert "# TF Hub compatibility — run r9" in proc.stdout
     with open(run_dir / "summary.json") as fh:
@@ -119,7 +119,7 @@ def test_harness_report_exits_1_on_a_harness_error(default_matrix_path, tmp_path
     proc = subprocess.run([sys.executable, "-m", "harness", "report", "--matrix",
                            default_matrix_path, str(run_dir)], capture_output=True, text=True)
     assert proc.returncode == 1
-    assert proc.stderr.startswith("error: run r8 has infrastructure failures")
+    assert proc.stderr.startswith("error: run r8: infrastructure failures")
     assert "1 harness_error" in proc.stderr
 
 
@@ -218,25 +218,38 @@ def test_exit_status(capsys):
 
     from harness.pipeline import exit_status
     rec, _ = _harness_error()
-    complete = {"complete": True}
 
     def run(*models, references=None):
         return SimpleNamespace(matrix=SimpleNamespace(models=list(models)),
                                references=references or {})
 
+    def summary(records, **run_fields):
+        outcomes = {}
+        for r in records:
+            outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
+        return {"run": dict({"complete": True}, **run_fields),
+                "totals": {"cases": len(records), "outcomes": outcomes}}
+
     mlp = config.Model("mlp", "models/mlp.json", {"kind": "mlp"})
     passed = dict(rec, outcome="passed")
-    assert exit_status(run(mlp), [passed], complete) == 0
-    assert exit_status(run(mlp), [rec], complete) == 1  # harness_error is infrastructure
+    assert exit_status(run(mlp), [passed], summary([passed])) == 0
+    assert exit_status(run(mlp), [rec], summary([rec])) == 1  # harness_error: infrastructure
     assert "infrastructure failures (not compatibility results): 1 harness_error" in \
         capsys.readouterr().out
-    assert exit_status(run(mlp), [passed], {"complete": False, "missing_cases": 7}) == 1
+    assert exit_status(run(mlp), [passed], summary([passed], complete=False,
+                                                   missing_cases=7)) == 1
     assert "error: the run is incomplete: 7 planned cases have no record" in \
         capsys.readouterr().out
+    assert exit_status(run(mlp), [], summary([])) == 1
+    assert "error: the run executed no case" in capsys.readouterr().out
     mine = config.Model("mine", "/m", {"kind": "user"})
-    assert exit_status(run(mine, references={"mine": ["tf115", "tf1"]}), [passed],
-                       complete) == 0
-    assert exit_status(run(mine), [passed], complete) == 1
+    imported = dict(passed, operation="create", model="mine")
+    assert exit_status(run(mine, references={"mine": ["tf115", "tf1"]}), [imported],
+                       summary([imported])) == 0
+    failed = dict(imported, outcome="error")
+    assert exit_status(run(mine), [failed], summary([failed])) == 1
     out = capsys.readouterr().out.splitlines()
     assert out == ["tfhub-compat: error: no environment could import any of your models "
                    "(mine): nothing was compared; see the import cases in the report"]
+    # a --case repro of a user model's health check imports nothing: nothing to say
+    assert exit_status(run(mine), [passed], summary([passed])) == 0

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -98,15 +99,23 @@ class _Loader(object):
         self.proc.stdin.write(json.dumps(job) + "\n")
         self.proc.stdin.flush()
 
-    def answer(self):
+    def answer(self, job=True):
+        """The answer to the job submitted last. A process that dies while it runs a load
+        (TensorFlow aborting on the model) answers that it failed; one that dies before
+        it is ready (``job=False``) is the harness's own failure (``LoaderDied``)."""
         line = self.proc.stdout.readline()
         if not line:  # the process died: its stderr says why
             self.proc.wait()
             self.stderr.seek(0)
-            tail = [ln for ln in self.stderr.read().decode("utf-8", "replace")
-                    .splitlines() if ln.strip()][-STDERR_LINES:]
-            raise LoaderDied("the other %s-mode process exited with %s: %s"
-                                 % (self.mode, self.proc.returncode, "\n".join(tail)))
+            tail = "\n".join([ln for ln in self.stderr.read().decode("utf-8", "replace")
+                              .splitlines() if ln.strip()][-STDERR_LINES:])
+            died = "the other %s-mode process exited with %s" % (self.mode,
+                                                                 self.proc.returncode)
+            if not job:
+                raise LoaderDied("%s before it was ready: %s" % (died, tail))
+            now = time.time()
+            return {"ok": False, "type": "ProcessDied", "message": died + " while loading",
+                    "traceback": tail, "started": now, "finished": now}
         return json.loads(line)
 
 
@@ -119,7 +128,7 @@ def loader(mode):
     if proc is None or proc.proc.poll() is not None:
         proc = _loaders[mode] = _Loader(mode)
         proc.submit({})  # wait until TF is imported: later jobs start at once
-        proc.answer()
+        proc.answer(job=False)
     return proc
 
 
@@ -161,14 +170,12 @@ class Pending(object):
         return bool(select.select([self.proc.proc.stdout], [], [], timeout)[0])
 
     def result(self):
+        """The outputs, or the other process's error as ``ElsewhereError``: call ``wait()``
+        first (outside a case's ``under_test`` region: reading the answer is the harness's
+        job), then this inside it."""
         answer = self.wait()
         if not answer["ok"]:
             raise ElsewhereError("%s: %s\n[raised by hub.load(handle)(x) in the other "
                                  "process]\n%s" % (answer["type"], answer["message"],
                                                    answer["traceback"]))
         return self._y
-
-
-def load_elsewhere(mode, handle, x, **kwargs):
-    """``hub.load(handle)(x)`` (or a signature of it) in the other process: its outputs."""
-    return Pending(mode, handle, x, **kwargs).result()

@@ -23,7 +23,7 @@ import numpy as np
 from ..cases import MODES
 from ..fixtures import compare
 from ._common import fresh_graph, keras_fit, keras_session, local_path
-from ._elsewhere import load_elsewhere
+from ._elsewhere import Pending
 from ._reusable import check_regularization
 
 EVERY = MODES
@@ -189,8 +189,10 @@ def re_export(ctx):
             tuned = tf.keras.backend.batch_get_value(
                 [hub_layer(tf.constant(xg), training=False)])[0]
             _save_trained(ctx, loaded_obj, export_dir)
+        pending = Pending(ctx.rt.mode, export_dir, xg)
+        pending.wait()
         with ctx.under_test():  # hub.load(export_dir)(x) in a fresh process
-            reloaded = load_elsewhere(ctx.rt.mode, export_dir, xg)
+            reloaded = pending.result()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     shift = _check_reloaded(ctx, np.asarray(tuned), reloaded)

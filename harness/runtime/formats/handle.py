@@ -196,6 +196,7 @@ def cache_second_process(ctx):
                    % (resolved, expected))
         pending = Pending(ctx.rt.mode, ctx.url, ctx.golden("x"), {"TFHUB_CACHE_DIR": cache},
                           **_elsewhere_kwargs(ctx))
+        pending.wait()
         with ctx.under_test():  # hub.load(url)(x) in the other process
             other = pending.result()
         ctx.compare(other, "y", "loaded from the cache by another process")

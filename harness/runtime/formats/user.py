@@ -93,15 +93,17 @@ def import_model(ctx):
         for name in names:
             fn = obj.signatures[name]
             specs = input_specs(tf, fn, name)
-            made = make_inputs(tf, specs, spec.seed, spec.batch)
-            feeds[name] = {k: given.get(k, made[k]) for k in specs}
+            # made only for the inputs the user's .npz does not give
+            made = make_inputs(tf, {k: v for k, v in specs.items() if k not in given},
+                               spec.seed, spec.batch)
+            feeds[name] = {k: given[k] if k in given else made[k] for k in specs}
             outs = fn(**{k: tf.constant(v) for k, v in feeds[name].items()})
             tensors.update({sig_key(name, "out", k): v for k, v in outs.items()})
         call = _call_function(obj) if ctx.case.format != "tf1_hub" else None
         if call is not None:
             arg = call.structured_input_signature[0][0]
-            feeds[""] = {"x": given.get("x", make_inputs(tf, {"x": arg}, spec.seed,
-                                                         spec.batch)["x"])}
+            feeds[""] = {"x": given["x"] if "x" in given else
+                         make_inputs(tf, {"x": arg}, spec.seed, spec.batch)["x"]}
             tensors["y"] = obj(tf.constant(feeds[""]["x"]))
         return tensors
 
