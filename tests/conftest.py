@@ -1,9 +1,16 @@
 import json
 import os
+import signal
 
 import pytest
 
 pytest_plugins = ["pytester"]
+
+# The tests send Ctrl-C / SIGHUP to the processes they start, which inherit this one's
+# ignored signals: a suite started in the background (`cmd &` ignores SIGINT) or under
+# nohup (SIGHUP) would see them ignored. Restore the defaults, whoever started us.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESOURCES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resources")
