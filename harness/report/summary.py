@@ -201,10 +201,17 @@ def _handle_cell(group: pd.DataFrame | None, documented: str | None) -> dict[str
     return cell
 
 
+EXAMPLE_FIELDS = ("case_id", "outcome", "error_type", "message", "repro")
+
+
 def _examples(group: pd.DataFrame, limit: int = 5) -> list[dict[str, Any]]:
     """The cell's distinct failures (error type + first line, object addresses masked),
     most frequent first, each with one case and its repro."""
-    bad = _rows(group[group["outcome"] != PASSED].sort_values("case_id"))
+    failing = group[group["outcome"] != PASSED]
+    # only the fields an example shows: converting whole records (details, tracebacks)
+    # for every cell doubled the report's build time
+    bad = _rows(failing[[c for c in EXAMPLE_FIELDS if c in failing]].sort_values("case_id")) \
+        if len(failing) else []
     keyed = [((rec.get("error_type"), _first_line(rec.get("message"))[:120]), rec)
              for rec in bad]
     counts = Counter(key for key, _ in keyed)
