@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from .cases import GOLDEN, MANIFEST
-from .records import CheckFailed, strict_json
+from .records import CheckFailed, write_json
 
 DEFAULT_VOCAB = ["hub", "module", "saved", "model", "keras", "layer", "graph", "eager"]
 OOV_TOKEN = "<unknown-word>"
@@ -124,10 +124,7 @@ def spec_for(spec):
 def write_model_files(directory, manifest, golden):
     """Write golden.npz and then manifest.json: a model without a manifest is unfinished."""
     np.savez(os.path.join(directory, GOLDEN), **golden)
-    tmp = os.path.join(directory, MANIFEST + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(strict_json(manifest), fh, indent=2, sort_keys=True, allow_nan=False)
-    os.rename(tmp, os.path.join(directory, MANIFEST))
+    write_json(os.path.join(directory, MANIFEST), manifest, indent=2, sort_keys=True)
 
 
 def load_golden(case):

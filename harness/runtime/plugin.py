@@ -33,6 +33,7 @@ from .records import (
     RecordWriter,
     describe_exception,
     make_record,
+    write_json,
 )
 
 _PLAN_KEY = "tfhub_compat_plan"
@@ -91,10 +92,7 @@ def pytest_collection_finish(session):
     if not os.path.isdir(plan["results_dir"]):
         os.makedirs(plan["results_dir"])
     path = os.path.join(plan["results_dir"], plan["prefix"] + ".collected.json")
-    tmp = path + "." + plan["_worker"]
-    with open(tmp, "w") as fh:
-        json.dump(ids, fh)
-    os.rename(tmp, path)
+    write_json(path, ids)
 
 
 @pytest.fixture(scope="session")
@@ -123,10 +121,7 @@ def _write_facts(plan, runtime):
     from .formats.environment import facts
     path = os.path.join(plan["results_dir"], "%s.facts.%s.json" % (plan["prefix"],
                                                                     plan["_worker"]))
-    with open(path + ".tmp", "w") as fh:
-        json.dump(dict(facts(runtime), env_id=plan["env"]["id"]), fh, indent=2,
-                  sort_keys=True, allow_nan=False)
-    os.rename(path + ".tmp", path)
+    write_json(path, dict(facts(runtime), env_id=plan["env"]["id"]), indent=2, sort_keys=True)
 
 
 @pytest.fixture

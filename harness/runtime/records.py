@@ -128,5 +128,14 @@ def strict_json(value):
     return value
 
 
+def write_json(path, value, **dump_kwargs):
+    """Write ``value`` to ``path`` as strict JSON, atomically (a temporary file of this
+    process, then a rename): a reader never sees half a file."""
+    tmp = "%s.tmp%d" % (path, os.getpid())
+    with open(tmp, "w") as fh:
+        json.dump(strict_json(value), fh, allow_nan=False, **dump_kwargs)
+    os.rename(tmp, path)
+
+
 def _jsonable(value):
     return str(value)  # what strict_json leaves that JSON cannot hold (bytes, objects)

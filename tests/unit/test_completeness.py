@@ -111,12 +111,18 @@ def test_missing_cases_from_collected_plans_and_unstarted_stages(matrix, killed)
                                   "unfinished_stages": state.unfinished}
 
 
-def test_a_finished_run_is_complete(matrix, tmp_path):
+def _collected_create_stage(matrix, tmp_path):
+    """A run dir whose one planned stage (tf115/tf1 create) collected its cases."""
     run = _runs(matrix)["tf115/tf1"]
     run_dir = tmp_path / "r"
     _run_json(run_dir, [planned_stage("create", run, None)])
     _, cases = _planned(matrix, run_dir, run)
     _collected(run_dir, CREATE_TF115, cases)
+    return run, run_dir, cases
+
+
+def test_a_finished_run_is_complete(matrix, tmp_path):
+    _, run_dir, cases = _collected_create_stage(matrix, tmp_path)
     _write_records(run_dir, CREATE_TF115, [_record(c) for c in cases])
     state = check(str(run_dir), matrix)
     assert state.complete and state.missing == {} and state.unfinished == []
@@ -157,11 +163,7 @@ def test_older_run_without_run_json_uses_its_plan_files(matrix, tmp_path):
 
 
 def test_interrupted_run_is_never_complete(matrix, tmp_path):
-    run = _runs(matrix)["tf115/tf1"]
-    run_dir = tmp_path / "r"
-    _run_json(run_dir, [planned_stage("create", run, None)])
-    _, cases = _planned(matrix, run_dir, run)
-    _collected(run_dir, CREATE_TF115, cases)
+    run, run_dir, cases = _collected_create_stage(matrix, tmp_path)
     never = _record(cases[0], "crashed", error_type="ProcessCrashed",
                     message="the run was interrupted (SIGTERM) before this case ran; log x")
     _write_records(run_dir, CREATE_TF115, [never] + [_record(c) for c in cases[1:]])
