@@ -74,6 +74,7 @@ class Settings:
     stage_timeout_s: int
     atol: float
     rtol: float
+    case_timeout_s: int = 300
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ def validate(raw: Any, path: str, check_interpreters: bool = True) -> Matrix:
 
 def _settings(c: _Checker, raw: Any, base: str) -> Settings:
     s = c.mapping(raw, "settings", (), ("envs_dir", "reports_dir", "workers", "parallel",
-                                         "stage_timeout_s", "tolerance"))
+                                         "stage_timeout_s", "case_timeout_s", "tolerance"))
     workers = c.typed(s.get("workers", 1), "settings.workers", int)
     if workers < 0:
         raise c.fail("settings.workers", "must be >= 0 (0 runs cases in the pytest process)")
@@ -206,6 +207,10 @@ def _settings(c: _Checker, raw: Any, base: str) -> Settings:
     timeout = c.typed(s.get("stage_timeout_s", 1800), "settings.stage_timeout_s", int)
     if timeout <= 0:
         raise c.fail("settings.stage_timeout_s", "must be > 0 seconds")
+    case_timeout = c.typed(s.get("case_timeout_s", 300), "settings.case_timeout_s", int)
+    if not 0 < case_timeout <= timeout:
+        raise c.fail("settings.case_timeout_s", f"must be > 0 and at most stage_timeout_s "
+                                                f"({timeout}) seconds")
     tol = c.mapping(s.get("tolerance", {}), "settings.tolerance", (), ("atol", "rtol"))
     atol = float(c.typed(tol.get("atol", 1e-5), "settings.tolerance.atol", float))
     rtol = float(c.typed(tol.get("rtol", 1e-5), "settings.tolerance.rtol", float))
@@ -218,7 +223,7 @@ def _settings(c: _Checker, raw: Any, base: str) -> Settings:
         return value if os.path.isabs(value) else os.path.join(base, value)
 
     return Settings(path_of("envs_dir", ".envs"), path_of("reports_dir", "reports"),
-                    workers, parallel, timeout, atol, rtol)
+                    workers, parallel, timeout, atol, rtol, case_timeout)
 
 
 def _envs(c: _Checker, raw: Any, check_interpreters: bool) -> tuple[Env, ...]:
