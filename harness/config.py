@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,14 @@ class Expectation:
 
 
 @dataclass(frozen=True)
+class Publish:
+    """What the published report files may show (``settings.publish``): the host name,
+    and the values of these env vars (every other value shows as ``<hidden>``)."""
+    host: bool = False
+    env_vars: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     envs_dir: str
     reports_dir: str
@@ -75,6 +84,7 @@ class Settings:
     atol: float
     rtol: float
     case_timeout_s: int = 300
+    publish: Publish = field(default_factory=Publish)
 
 
 @dataclass(frozen=True)
@@ -197,7 +207,8 @@ def validate(raw: Any, path: str, check_interpreters: bool = True) -> Matrix:
 
 def _settings(c: _Checker, raw: Any, base: str) -> Settings:
     s = c.mapping(raw, "settings", (), ("envs_dir", "reports_dir", "workers", "parallel",
-                                         "stage_timeout_s", "case_timeout_s", "tolerance"))
+                                         "stage_timeout_s", "case_timeout_s", "tolerance",
+                                         "publish"))
     workers = c.typed(s.get("workers", 1), "settings.workers", int)
     if workers < 0:
         raise c.fail("settings.workers", "must be >= 0 (0 runs cases in the pytest process)")
@@ -222,8 +233,16 @@ def _settings(c: _Checker, raw: Any, base: str) -> Settings:
         value = c.typed(s.get(key, default), f"settings.{key}", str)
         return value if os.path.isabs(value) else os.path.join(base, value)
 
+    pub = c.mapping(s.get("publish", {}), "settings.publish", (), ("host", "env_vars"))
+    names = c.str_list(pub.get("env_vars", []), "settings.publish.env_vars", nonempty=False)
+    for i, name in enumerate(names):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise c.fail(f"settings.publish.env_vars[{i}]", f"{name!r} is not an env var "
+                         "name (letters, digits, '_'; not a digit first)")
+    publish = Publish(c.typed(pub.get("host", False), "settings.publish.host", bool),
+                      tuple(names))
     return Settings(path_of("envs_dir", ".envs"), path_of("reports_dir", "reports"),
-                    workers, parallel, timeout, atol, rtol, case_timeout)
+                    workers, parallel, timeout, atol, rtol, case_timeout, publish)
 
 
 def _envs(c: _Checker, raw: Any, check_interpreters: bool) -> tuple[Env, ...]:
