@@ -60,7 +60,8 @@ def parser() -> argparse.ArgumentParser:
                      help="exit 1 when a cell or a case regressed against --baseline "
                           "(default: never)")
     srv = sub.add_parser("serve", help="serve models over the TF Hub hosting protocol "
-                                       "(hub.load(url) of a local server) until Ctrl-C")
+                                       "(hub.load(url) of a local server) until Ctrl-C or "
+                                       "SIGTERM (exit 0)")
     srv.add_argument("--store", metavar="DIR",
                      help="model store served at / (default: the last run's, reports/<run>/store)")
     srv.add_argument("--dir", action="append", default=[], metavar="NAME=PATH",
@@ -74,6 +75,21 @@ def parser() -> argparse.ArgumentParser:
     srv.add_argument("--faults", action="store_true",
                      help="honour ?fault=404|not-tar|truncated|nested|symlink|slow")
     srv.add_argument("--log", metavar="FILE", help="append every request as a JSON line")
+    srv.add_argument("--instrument", action="store_true",
+                     help="as a harness run's server: /_harness/requests|models|health and "
+                          "local paths (the uncompressed answer), to loopback clients only "
+                          "(default: off, as a mirror: those are 404)")
+    srv.add_argument("--workers", metavar="N",
+                     help="threads answering requests (default: 32)")
+    srv.add_argument("--max-connections", metavar="N",
+                     help="open connections at most; a further one is answered 503 with "
+                          "Retry-After (default: 256)")
+    srv.add_argument("--header-timeout", metavar="S",
+                     help="seconds a request head may take to arrive, and an idle "
+                          "keep-alive connection may wait (default: 5)")
+    srv.add_argument("--send-timeout", metavar="S",
+                     help="a client that takes no bytes of its answer for S seconds is "
+                          "dropped (default: 30)")
     return p
 
 

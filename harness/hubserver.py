@@ -19,17 +19,30 @@ The protocol (what the ``tensorflow_hub`` resolvers send)
       files and directories), built once per content and streamed from
       ``<cache_dir>/archives/``.
     - ``GET <model>?tf-hub-format=uncompressed`` (``TFHUB_MODEL_LOAD_FORMAT=UNCOMPRESSED``,
-      hub >= 0.10): ``303 See Other`` with ``Location: file://<model root>`` and the model
-      root's absolute path as the text body.  tfhub.dev answers a ``gs://`` location here,
-      which the library then reads in place; there is no GCS on this machine, so the library
-      refuses this answer with its own ``ValueError: Expected server to return a GCS
-      location but received /...`` — the documented behaviour, and what the harness records.
+      hub >= 0.10): ``303 See Other``.  tfhub.dev answers a ``gs://`` location here, which
+      the library then reads in place; there is no GCS on this machine.  Instrumented (see
+      below): ``Location: file://<model root>`` and the model root's absolute path as the
+      text body, so the library refuses it with its own ``ValueError: Expected server to
+      return a GCS location but received /...`` — the documented behaviour, and what the
+      harness records.  Otherwise no Location and a one-line message as the body (the
+      library's ValueError then quotes it): no local path is ever shown.
     - ``GET <model>``: an HTML index of the model's files; ``GET <model>/<file>``: the
       file.  ``HEAD`` answers like ``GET`` without a body.
     - ``/_redirect/<code>/<rest>`` (301, 302, 303, 307, 308): that status with ``Location:
       /<rest>?<the same query>``.
     - ``/_harness/requests?contains=S`` (the request log as JSON), ``/_harness/models`` (every
-      model root), ``/_harness/health``; these are not logged.
+      model root: URL and local path), ``/_harness/health``; these are not logged, and
+      served only with ``instrument=True`` (the harness's own runs) to a loopback client
+      naming a loopback Host; 404 otherwise.
+
+Connections: one selector thread accepts (it never blocks on a client), reads each request
+head itself and hands complete requests to a pool of ``workers`` threads; it answers
+``/_harness/health`` and its own errors without the pool, so they never wait behind it.  At
+most ``max_connections`` are open; a further one is answered ``503`` with ``Retry-After``
+as soon as its request line shows it is not a health check (within ``OVERFLOW_WAIT_S``).  A
+head must arrive whole within ``header_timeout`` seconds (an idle keep-alive connection is
+closed after as long), else ``408``; a client that takes no bytes of its answer for
+``send_timeout`` seconds is dropped.  Only the selector thread closes sockets.
 
 Faults (``faults=True`` only): ``?fault=<kind>`` on an archive request, applied to the first
 ``fault-times`` (default 1) requests carrying the same ``fault-token`` (every request when it
@@ -46,26 +59,35 @@ archived or followed.
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import datetime
+import email.utils
+import errno
 import gzip
 import hashlib
 import html
+import io
 import ipaddress
 import mimetypes
 import os
+import queue
+import selectors
 import shutil
-import socketserver
+import socket
 import stat
 import sys
 import tarfile
 import tempfile
 import threading
 import time
+import traceback
 import urllib.parse
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, Mapping, Union, cast
+from typing import Any, BinaryIO, Callable, Iterator, Mapping, Sequence, Union, cast
 
 from .errors import UserError
 from .jsonio import dumps
@@ -81,6 +103,24 @@ ARCHIVE_TYPE = "application/gzip"
 MAX_DELAY_S = 10.0
 MAX_LISTED = 30
 FINISH_WAIT_S = 5.0
+SERVER_VERSION = "tfhub-compat-hubserver"
+HEALTH = "/_harness/health"
+WORKERS = 32  # threads that answer requests
+MAX_CONNECTIONS = 256  # open connections; over it a new one gets a 503
+HEADER_TIMEOUT_S = 5.0  # a request head must arrive whole within this (idle keep-alive too)
+SEND_TIMEOUT_S = 30.0  # a client that takes no bytes of its answer for this long is dropped
+RETRY_AFTER_S = 1
+OVERFLOW_WAIT_S = 1.0  # how long a connection over the cap may take to show its request line
+LINGER_S = 2.0  # after the last answer, how long to read what a client still sends
+MAX_HEAD = 65536
+RECV_SIZE = 65536
+ACCEPT_BATCH = 256  # connections accepted per turn of the loop
+SWEEP_S = 0.1  # how often the loop checks deadlines
+BACKLOG = 1024
+NOT_INSTRUMENTED = ("not found: /_harness/ is the harness's instrumentation, served only by "
+                    "its own runs' server (instrument=True) to loopback clients")
+UNCOMPRESSED_REFUSED = ("this server does not serve uncompressed models (no gs:// location): "
+                        "load with TFHUB_MODEL_LOAD_FORMAT=COMPRESSED or AUTO (the default)")
 NOT_TAR = (b"<html><head><title>Not a model</title></head><body><p>This is not a model: "
            b"an HTML page served where the archive was expected (fault=not-tar).</p>"
            b"</body></html>\n")
@@ -353,20 +393,34 @@ class ArchiveCache:
 class HubServer:
     """The TF Hub hosting protocol over HTTP for a model store and/or named directories.
 
-    ``start()`` serves in a daemon thread (a context manager does start/stop);
+    ``start()`` serves in daemon threads (a context manager does start/stop);
     ``serve_forever()`` blocks until Ctrl-C (KeyboardInterrupt propagates) then stops.
     ``url`` is ``http://HOST:PORT`` (no trailing slash); ``requests()`` is the request log.
+
+    One selector thread accepts and reads request heads, a pool of ``workers`` threads
+    answers them; at most ``max_connections`` are open (a further one gets a ``503``), a
+    head must arrive within ``header_timeout`` seconds and a client must take some of its
+    answer every ``send_timeout`` seconds.  ``instrument=True`` (the harness's own runs)
+    serves ``/_harness/*`` and the model roots' local paths, to loopback clients only.
     """
 
     def __init__(self, store: PathLike | None = None,
                  dirs: Mapping[str, PathLike] | None = None, host: str = "127.0.0.1",
                  port: int = 0, cache_dir: PathLike | None = None, faults: bool = False,
-                 log_path: PathLike | None = None) -> None:
+                 log_path: PathLike | None = None, instrument: bool = False,
+                 workers: int = WORKERS, max_connections: int = MAX_CONNECTIONS,
+                 header_timeout: float = HEADER_TIMEOUT_S,
+                 send_timeout: float = SEND_TIMEOUT_S) -> None:
         self.store = _served_dir(store, "--store") if store is not None else None
         self.dirs = {_dir_name(n, p): _served_dir(p, f"--dir {n}=") for n, p in
                      (dirs or {}).items()}
         self.host, self.port = host, int(port)
-        self.faults = faults
+        self.faults, self.instrument = faults, instrument
+        self.workers = int(_positive(workers, "--workers", integer=True))
+        self.max_connections = int(_positive(max_connections, "--max-connections",
+                                             integer=True))
+        self.header_timeout = _positive(header_timeout, "--header-timeout")
+        self.send_timeout = _positive(send_timeout, "--send-timeout")
         self.cache_dir = str(cache_dir) if cache_dir is not None else None
         self.log_path = str(log_path) if log_path is not None else None
         self._lock = threading.Lock()
@@ -375,8 +429,11 @@ class HubServer:
         self._written = 0  # entries written to log_path
         self._log: list[dict[str, Any]] = []
         self._tokens: dict[str, int] = {}
-        self._httpd: _Server | None = None
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._stopping = threading.Event()
+        self._loop: _Loop | None = None
         self._thread: threading.Thread | None = None
+        self._pool: list[threading.Thread] = []
         self._log_fh: Any = None
         self._own_cache: str | None = None
         self.archives: ArchiveCache | None = None
@@ -384,36 +441,94 @@ class HubServer:
     # -- life cycle
 
     def start(self) -> HubServer:
-        """Bind and serve in a daemon thread; UserError if the address cannot be used."""
-        if self._httpd is not None:
+        """Bind and serve in daemon threads; UserError if the address cannot be used."""
+        if self._loop is not None:
             return self
         self._open_files()
         try:
-            httpd = _Server((self.host, self.port), _Handler)
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            listener = socket.create_server((self.host, self.port), family=family,
+                                            backlog=BACKLOG)
         except (OSError, OverflowError) as exc:
             self._close_files()
             reason = getattr(exc, "strerror", None) or str(exc)
             raise UserError(f"--host {self.host} --port {self.port}: cannot listen there "
                             f"({reason}); pass a free --port (0 picks one) or another --host")
-        httpd.hub = self
-        self._httpd, self.port = httpd, httpd.server_address[1]
+        listener.setblocking(False)
+        self.port = listener.getsockname()[1]
         if not _is_loopback(self.host):
             print(f"warning: serving on {self.host}:{self.port}, not loopback: other machines "
                   "can download every served model", file=sys.stderr)
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={
-            "poll_interval": 0.1}, name=f"hubserver-{self.port}", daemon=True)
+        self._stopping.clear()
+        self._loop = _Loop(self, listener)
+        self._pool = [threading.Thread(target=self._work, args=(self._loop,), daemon=True,
+                                       name=f"hubserver-{self.port}-worker-{i}")
+                      for i in range(self.workers)]
+        for worker in self._pool:
+            worker.start()
+        self._thread = threading.Thread(target=self._loop.run, name=f"hubserver-{self.port}",
+                                        daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Stop serving, close the log, remove the temporary cache directory."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
+        """Stop serving (open connections are closed, answers under way cut short), close
+        the log, remove the temporary cache directory."""
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            self._stopping.set()
+            loop.stop()
             if self._thread is not None:
-                self._thread.join(timeout=10)
+                self._thread.join(timeout=FINISH_WAIT_S * 2)
+            for _ in self._pool:
+                loop.jobs.put(None)
+            deadline = time.monotonic() + FINISH_WAIT_S
+            for worker in self._pool:
+                worker.join(timeout=max(0.0, deadline - time.monotonic()))
+            for conn, _ in loop.returned:  # given back after the loop had ended
+                conn.sock.close()
         self._close_files()
+
+    def _work(self, loop: _Loop) -> None:
+        """A worker: answer one request of each connection handed over, then give it back."""
+        while True:
+            conn = loop.jobs.get()
+            if conn is None:
+                return
+            keep = False
+            try:
+                if not self._stopping.is_set():
+                    conn.sock.settimeout(self.send_timeout)
+                    keep = not _Handler(conn.sock, conn.addr, self, conn.head).close_connection
+            except (ConnectionError, TimeoutError):
+                pass
+            except Exception:
+                traceback.print_exc()
+            finally:
+                loop.give_back(conn, keep and not self._stopping.is_set())
+
+    def stats(self) -> dict[str, int]:
+        """Connections open now (``regular`` under the cap, ``overflow`` over it, ``closing``,
+        ``busy``: with a worker) and counts so far (``refused``: 503s, ``header_timeouts``:
+        408s, ``send_timeouts``: clients dropped for not reading their answer)."""
+        loop = self._loop
+        found = {k: 0 for k in ("regular", "overflow", "closing", "busy", "refused",
+                                "header_timeouts", "send_timeouts")}
+        with self._lock:
+            found.update(self._counts)
+        if loop is not None:
+            found.update(loop.counts, busy=len(loop.busy))
+        return found
+
+    def count(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    def instrumented(self, addr: Any, host: str | None) -> bool:
+        """Whether a request from ``addr`` naming ``host`` (its Host header) is shown the
+        instrumentation: only with ``instrument=True``, from a loopback address, for a
+        loopback Host (a web page that rebinds its name to 127.0.0.1 is not)."""
+        return self.instrument and _is_loopback(str(addr[0])) and _host_is_loopback(host)
 
     def serve_forever(self) -> None:
         """Serve (starting if needed) until Ctrl-C, then stop; KeyboardInterrupt propagates."""
@@ -437,6 +552,7 @@ class HubServer:
         try:
             self.archives = ArchiveCache(os.path.join(cache, "archives"))
         except OSError as exc:
+            self._close_files()
             raise UserError(f"--cache {cache}: cannot create archives/ there ({exc.strerror}); "
                             "pass a writable --cache DIR")
         if self.log_path is not None:
@@ -564,9 +680,32 @@ def _served_dir(path: PathLike, flag: str) -> str:
 
 def _is_loopback(host: str) -> bool:
     try:
-        return ipaddress.ip_address(host).is_loopback
+        addr = ipaddress.ip_address(host)
     except ValueError:
-        return host == "localhost"
+        return host.lower() == "localhost"
+    mapped = getattr(addr, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return addr.is_loopback or bool(mapped is not None and mapped.is_loopback)
+
+
+def _host_is_loopback(header: str | None) -> bool:
+    """Whether a Host header names a loopback address (no header: as HTTP/1.0 sends)."""
+    if header is None:
+        return True
+    host = header.strip()
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    return _is_loopback(host)
+
+
+def _positive(value: float, flag: str, integer: bool = False) -> float:
+    """``value`` if it is a positive finite number (an int where ``integer``)."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not 0 < value < float("inf"):
+        what = "a positive whole number" if integer else "a positive number of seconds"
+        raise UserError(f"{flag} {value}: expected {what}")
+    return value
 
 
 def _now() -> str:
@@ -598,34 +737,378 @@ def _fault_of(params: dict[str, str], enabled: bool) -> Fault | None:
     return Fault(kind, params.get("fault-token"), times, delay)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-    hub: HubServer
+# ---- connections: one selector thread, a pool of workers -------------------------------
 
-    def server_bind(self) -> None:
-        """Bind without ``getfqdn`` (a reverse DNS lookup that can take seconds)."""
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
+READING, WRITING, LINGERING, BUSY = "reading", "writing", "lingering", "busy"
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            super().handle_error(request, client_address)
+
+class _Conn:
+    """One client connection and what the loop knows of it."""
+
+    __slots__ = ("sock", "addr", "buf", "scanned", "deadline", "state", "kind", "out",
+                 "served", "events", "head")
+
+    def __init__(self, sock: socket.socket, addr: Any, deadline: float, kind: str) -> None:
+        self.sock, self.addr, self.deadline, self.kind = sock, addr, deadline, kind
+        self.buf = bytearray()  # received, not yet handed on (the next request's bytes)
+        self.scanned = 0  # how far buf is known to hold no end of head
+        self.state = READING
+        self.out = b""  # what the loop still has to send (its own short answers)
+        self.served = 0  # requests answered on this connection
+        self.events = 0  # what the selector watches for (0: not registered)
+        self.head = b""  # the request head handed to a worker
+
+
+def _head_end(buf: bytearray, start: int) -> int:
+    """The index just past the blank line that ends the request head in ``buf``, or -1."""
+    ends = [i + n for i, n in ((buf.find(b"\n\r\n", start), 3), (buf.find(b"\n\n", start), 2))
+            if i >= 0]
+    return min(ends) if ends else -1
+
+
+def _request_line(buf: bytes | bytearray) -> tuple[str, str]:
+    """(method, path) of a request whose first line is complete."""
+    words = bytes(buf[:buf.find(b"\n")]).decode("latin-1").split()
+    return (words[0], words[1].partition("?")[0]) if len(words) >= 2 else ("", "")
+
+
+def _host_header(head: bytes) -> str | None:
+    for line in head.split(b"\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep and name.strip().lower() == b"host":
+            return value.strip().decode("latin-1")
+    return None
+
+
+def _answer_bytes(status: int, text: str, headers: Sequence[tuple[str, str]] = (),
+                  body: bool = True) -> bytes:
+    """A whole short text response, closing the connection (the loop's own answers)."""
+    data = (text + "\n").encode()
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+             f"Server: {SERVER_VERSION}", f"Date: {email.utils.formatdate(usegmt=True)}",
+             "Content-Type: text/plain; charset=utf-8", f"Content-Length: {len(data)}",
+             "Connection: close"] + [f"{name}: {value}" for name, value in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (data if body else b"")
+
+
+class _Loop:
+    """The accept/selector thread: it never blocks on a client.
+
+    It accepts, reads each request head itself (within ``header_timeout``) and hands
+    complete requests to the worker pool; it answers ``/_harness/health``, the 503 of
+    connections over ``max_connections`` and the 408 of heads that do not arrive itself,
+    so none of them waits behind the pool.  Connections come back from the workers for
+    their next request (keep-alive) or to be closed: only this thread closes sockets.
+    """
+
+    def __init__(self, hub: HubServer, listener: socket.socket) -> None:
+        self.hub, self.listener = hub, listener
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(listener, selectors.EVENT_READ)
+        self._wake_r, self._wake_w = socket.socketpair()
+        for end in (self._wake_r, self._wake_w):
+            end.setblocking(False)
+        self.sel.register(self._wake_r, selectors.EVENT_READ)
+        self.jobs: queue.SimpleQueue[_Conn | None] = queue.SimpleQueue()
+        self.watched: set[_Conn] = set()  # registered with the selector
+        self.busy: set[_Conn] = set()  # handed to the pool
+        self.overflow: dict[_Conn, None] = {}  # over the cap, oldest first
+        self.returned: collections.deque[tuple[_Conn, bool]] = collections.deque()
+        self.counts = {"regular": 0, "overflow": 0, "closing": 0}
+        self.overflow_cap = max(16, hub.max_connections // 4)
+        self.stopping = False
+        self.paused_until = 0.0  # accept paused (out of file descriptors) until then
+
+    # -- what other threads call
+
+    def give_back(self, conn: _Conn, keep: bool) -> None:
+        """A worker is done with ``conn``: serve its next request (``keep``) or close it."""
+        self.returned.append((conn, keep))
+        self.wake()
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake()
+
+    # -- the loop
+
+    def run(self) -> None:
+        sweep = 0.0
+        try:
+            while not self.stopping:
+                for key, mask in self.sel.select(max(0.0, sweep - time.monotonic())):
+                    if key.fileobj is self.listener:
+                        self._accept()
+                    elif key.fileobj is self._wake_r:
+                        with contextlib.suppress(OSError):
+                            self._wake_r.recv(4096)
+                    elif mask & selectors.EVENT_WRITE:
+                        self._write(key.data)
+                    else:
+                        self._read(key.data)
+                self._take_returned()
+                now = time.monotonic()
+                if now >= sweep:
+                    self._sweep(now)
+                    sweep = now + SWEEP_S
+        finally:
+            self._close_all()
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, addr = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self.sel.unregister(self.listener)  # out of descriptors: wait a little
+                    self.paused_until = time.monotonic() + SWEEP_S
+                    return
+                continue  # ECONNABORTED and the like: that client is gone
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            now, hub = time.monotonic(), self.hub
+            if self.counts["regular"] < hub.max_connections:
+                conn = _Conn(sock, addr, now + hub.header_timeout, "regular")
+            else:  # over the cap: a 503 once its request line says it is not a health check
+                if len(self.overflow) >= self.overflow_cap:
+                    self._refuse(next(iter(self.overflow)))
+                conn = _Conn(sock, addr, now + min(OVERFLOW_WAIT_S, hub.header_timeout),
+                             "overflow")
+                self.overflow[conn] = None
+            self.counts[conn.kind] += 1
+            self._watch(conn, selectors.EVENT_READ)
+            self._read(conn)
+
+    def _read(self, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return self._close(conn)
+        if not data:
+            return self._close(conn)  # the client is gone (or done, when lingering)
+        if conn.state == READING:
+            conn.buf += data
+            self._parse(conn)
+
+    def _parse(self, conn: _Conn) -> None:
+        """Act on what ``conn`` has sent: a complete head, a request line, too much."""
+        buf = conn.buf
+        while not conn.scanned and buf[:1] in (b"\r", b"\n"):  # empty lines before a request
+            del buf[:1]
+        end = _head_end(buf, conn.scanned)
+        if end < 0:
+            conn.scanned = max(0, len(buf) - 2)
+            if len(buf) > MAX_HEAD:
+                self._answer(conn, 431, f"request head over {MAX_HEAD} bytes")
+            elif conn.kind == "overflow" and b"\n" in buf and not self._is_health(buf):
+                self._refuse(conn)
+            return
+        head = bytes(buf[:end])
+        del buf[:end]
+        conn.scanned = 0
+        if end > MAX_HEAD:
+            self._answer(conn, 431, f"request head over {MAX_HEAD} bytes")
+        elif self._is_health(head):
+            method = _request_line(head)[0]
+            if self.hub.instrumented(conn.addr, _host_header(head)):
+                self._answer(conn, 200, "ok", body=method != "HEAD")
+            else:
+                self._answer(conn, 404, NOT_INSTRUMENTED, body=method != "HEAD")
+        elif conn.kind == "overflow":
+            self._refuse(conn)
+        else:
+            self._unwatch(conn)
+            conn.state, conn.head = BUSY, head
+            self.busy.add(conn)
+            self.jobs.put(conn)
+
+    @staticmethod
+    def _is_health(buf: bytes | bytearray) -> bool:
+        method, path = _request_line(buf)
+        return method in ("GET", "HEAD") and path == HEALTH
+
+    def _take_returned(self) -> None:
+        while self.returned:
+            conn, keep = self.returned.popleft()
+            self.busy.discard(conn)
+            if not keep or self.stopping:
+                self._linger(conn)
+                continue
+            try:
+                conn.sock.setblocking(False)
+            except OSError:
+                self._close(conn)
+                continue
+            conn.state, conn.head = READING, b""
+            conn.served += 1
+            conn.deadline = time.monotonic() + self.hub.header_timeout
+            self._watch(conn, selectors.EVENT_READ)
+            if conn.buf:
+                self._parse(conn)
+
+    def _sweep(self, now: float) -> None:
+        if self.paused_until and now >= self.paused_until and not self.stopping:
+            self.paused_until = 0.0
+            self.sel.register(self.listener, selectors.EVENT_READ)
+        for conn in [c for c in self.watched if now >= c.deadline]:
+            if conn.state != READING:
+                self._close(conn)  # an answer nobody reads, or a closing client that lingers
+            elif conn.kind == "overflow":
+                self._refuse(conn)
+            elif conn.buf or not conn.served:
+                self.hub.count("header_timeouts")
+                self._answer(conn, 408, f"the request did not arrive within "
+                                        f"{self.hub.header_timeout:g} s")
+            else:
+                self._close(conn)  # an idle keep-alive connection
+
+    # -- answers and closing
+
+    def _refuse(self, conn: _Conn) -> None:
+        self.hub.count("refused")
+        self._answer(conn, 503, f"busy: {self.hub.max_connections} connections open, the "
+                                f"most this server takes; retry in {RETRY_AFTER_S} s",
+                     [("Retry-After", str(RETRY_AFTER_S))])
+
+    def _answer(self, conn: _Conn, status: int, text: str,
+                headers: Sequence[tuple[str, str]] = (), body: bool = True) -> None:
+        """Send a short answer from this thread, then close the connection."""
+        self._kind(conn, "closing")
+        conn.state, conn.out = WRITING, _answer_bytes(status, text, headers, body)
+        conn.deadline = time.monotonic() + self.hub.send_timeout
+        self._write(conn)
+
+    def _write(self, conn: _Conn) -> None:
+        try:
+            sent = conn.sock.send(conn.out)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            return self._close(conn)
+        conn.out = conn.out[sent:]
+        if conn.out:
+            self._watch(conn, selectors.EVENT_WRITE)
+        else:
+            self._linger(conn)
+
+    def _linger(self, conn: _Conn) -> None:
+        """Close after the last answer: FIN first, then read until the client closes (at
+        most LINGER_S), so that bytes it still sends do not reset the answer away."""
+        self._kind(conn, "closing")
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return self._close(conn)
+        if self.stopping or self.counts["closing"] > self.hub.max_connections:
+            return self._close(conn)
+        conn.state, conn.deadline = LINGERING, time.monotonic() + LINGER_S
+        self._watch(conn, selectors.EVENT_READ)
+
+    def _kind(self, conn: _Conn, kind: str | None) -> None:
+        if conn.kind == kind:
+            return
+        if conn.kind:
+            self.counts[conn.kind] -= 1
+        self.overflow.pop(conn, None)
+        conn.kind = kind or ""
+        if kind:
+            self.counts[kind] += 1
+
+    def _watch(self, conn: _Conn, events: int) -> None:
+        if conn.events == events:
+            return
+        if conn.events:
+            self.sel.modify(conn.sock, events, conn)
+        else:
+            self.sel.register(conn.sock, events, conn)
+        conn.events = events
+        self.watched.add(conn)
+
+    def _unwatch(self, conn: _Conn) -> None:
+        if conn.events:
+            self.sel.unregister(conn.sock)
+            conn.events = 0
+        self.watched.discard(conn)
+
+    def _close(self, conn: _Conn) -> None:
+        self._unwatch(conn)
+        self._kind(conn, None)
+        conn.sock.close()
+
+    def _close_all(self) -> None:
+        """On stop: close every connection; those a worker holds are shut down first (its
+        send fails at once) and closed when it gives them back (or after FINISH_WAIT_S)."""
+        with contextlib.suppress(OSError, KeyError, ValueError):
+            self.sel.unregister(self.listener)
+        self.listener.close()
+        for conn in list(self.watched):
+            self._close(conn)
+        for conn in list(self.busy):
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + FINISH_WAIT_S
+        while self.busy and time.monotonic() < deadline:
+            self.sel.select(0.05)
+            with contextlib.suppress(OSError):
+                self._wake_r.recv(4096)
+            while self.returned:
+                conn, _ = self.returned.popleft()
+                self.busy.discard(conn)
+                self._close(conn)
+        for conn in list(self.busy):
+            self._close(conn)
+        self.sel.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+class _SocketWriter(io.BufferedIOBase):
+    """``wfile``: every write is a ``sendall`` (within the socket's timeout)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._sock.sendall(data)
+        with memoryview(data) as view:
+            return view.nbytes
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """One connection: HTTP/1.1 keep-alive, Content-Length on every response."""
+    """One request of a connection (HTTP/1.1 keep-alive, Content-Length on every response),
+    its head already read by the loop; ``close_connection`` says whether to close after."""
 
     protocol_version = "HTTP/1.1"
-    server_version = "tfhub-compat-hubserver"
-    timeout = 120
+    server_version = SERVER_VERSION
 
     _body = True
     _status = 0
     _sent = 0
     _headers_sent = False
     _logged = True
+
+    def __init__(self, sock: socket.socket, addr: Any, hub: HubServer, head: bytes) -> None:
+        self.request = self.connection = sock
+        self.client_address, self.hub = addr, hub
+        self.rfile = io.BytesIO(head)
+        self.wfile = _SocketWriter(sock)
+        self.close_connection = True
+        self.handle_one_request()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
         """Quiet: requests go to the server's own log."""
@@ -648,9 +1131,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method  # noqa: N815
 
-    @property
-    def hub(self) -> HubServer:
-        return cast(_Server, self.server).hub
+    def _instrumented(self) -> bool:
+        return self.hub.instrumented(self.client_address, self.headers.get("Host"))
 
     def _raw_target(self) -> str:
         """The request target exactly as received (http.server rewrites a leading '//')."""
@@ -692,11 +1174,15 @@ class _Handler(BaseHTTPRequestHandler):
             if self._headers_sent:
                 raise
             self._text(exc.status, exc.message)
-        except (ConnectionError, TimeoutError):
+        except TimeoutError:
+            self.hub.count("send_timeouts")
+            self.close_connection = True
+        except ConnectionError:
             self.close_connection = True
         except Exception as exc:
-            if not self._headers_sent:
-                self._text(500, f"internal error: {type(exc).__name__}: {exc}")
+            if not self._headers_sent:  # the message may name local paths
+                detail = f": {exc}" if self._instrumented() else " (see the server's output)"
+                self._text(500, f"internal error: {type(exc).__name__}{detail}")
             self.close_connection = True
             raise
 
@@ -752,7 +1238,9 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routes
 
     def _harness(self, path: str, query: str) -> None:
-        if path == "/_harness/health":
+        if not self._instrumented():
+            raise HttpError(404, NOT_INSTRUMENTED)
+        if path == HEALTH:
             self._text(200, "ok")
         elif path == "/_harness/requests":
             self._json({"requests": self.hub.requests(_params(query).get("contains"))})
@@ -793,6 +1281,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._file(open_nofollow(target.path), ctype)
         if fmt == "compressed":
             return self._archive(target, entries, fault)
+        if fmt == "uncompressed" and not self._instrumented():  # no local path: a message
+            return self._text(303, UNCOMPRESSED_REFUSED)
         if fmt == "uncompressed":
             location = "file://" + urllib.parse.quote(target.model)
             return self._bytes(303, target.model.encode("utf-8", "surrogateescape"),
@@ -816,7 +1306,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _archive(self, target: Target, entries: list[Entry], fault: Fault | None) -> None:
         kind = self._fault = self.hub.take_fault(fault)
         if kind == "slow":
-            time.sleep(cast(Fault, fault).delay)
+            self.hub._stopping.wait(cast(Fault, fault).delay)
         if kind == "404":
             raise HttpError(404, "not found (fault=404)")
         if kind == "not-tar":
@@ -887,8 +1377,19 @@ def latest_store(reports_dir: str = "reports") -> str:
         return os.path.join(reports_dir, "<latest run>", "store")
 
 
+def _number(text: str, flag: str, integer: bool = False) -> float:
+    try:
+        value: float = int(text) if integer else float(text)
+    except ValueError:
+        raise UserError(f"{flag} {text}: expected a positive "
+                        f"{'whole number' if integer else 'number of seconds'}")
+    return _positive(value, flag, integer)
+
+
 def serve_command(args: argparse.Namespace) -> int:
-    """``harness serve``: serve until Ctrl-C (exit 0); bad flags are one-line UserErrors."""
+    """``harness serve``: serve until Ctrl-C, SIGTERM or SIGHUP (each a clean stop, exit 0);
+    bad flags are one-line UserErrors."""
+    from .interrupts import interrupted_by
     store, default_store = args.store, latest_store()
     if store is None and os.path.isdir(default_store):
         store = default_store
@@ -896,8 +1397,17 @@ def serve_command(args: argparse.Namespace) -> int:
     if store is None and not dirs:
         raise UserError(f"nothing to serve: {default_store} does not exist; pass --store DIR "
                         "(a model store) or --dir NAME=PATH")
+    limits: dict[str, float] = {}
+    for name, flag, integer in (("workers", "--workers", True),
+                                ("max_connections", "--max-connections", True),
+                                ("header_timeout", "--header-timeout", False),
+                                ("send_timeout", "--send-timeout", False)):
+        if getattr(args, name) is not None:
+            limits[name] = _number(str(getattr(args, name)), flag, integer)
     server = HubServer(store, dirs, host=args.host, port=_port(str(args.port)),
-                       cache_dir=args.cache, faults=args.faults, log_path=args.log)
+                       cache_dir=args.cache, faults=args.faults, log_path=args.log,
+                       instrument=args.instrument, **limits)  # type: ignore[arg-type]
+    stopped_by = None
     try:
         server.start()
         models = server.models()
@@ -908,8 +1418,10 @@ def serve_command(args: argparse.Namespace) -> int:
             print(f"  … and {len(models) - MAX_LISTED} more")
         sys.stdout.flush()
         server.serve_forever()
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP (harness.interrupts)
+        stopped_by = interrupted_by(exc)[0]
     finally:
-        server.stop()
+        server.stop()  # sockets closed, the temporary cache directory removed
+    if stopped_by is not None:
+        print(f"stopped ({stopped_by})", file=sys.stderr)
     return 0

@@ -224,7 +224,7 @@ def serve_store(run: Run) -> Iterator[None]:
     to ``reports/<run-id>/hubserver.jsonl`` as it finishes.
     """
     os.makedirs(run.paths.store, exist_ok=True)
-    with HubServer(store=run.paths.store, faults=True,
+    with HubServer(store=run.paths.store, faults=True, instrument=True,
                    log_path=os.path.join(run.paths.root, "hubserver.jsonl")) as server:
         run.hub_url = server.url
         log(f"hub server: {server.url}/ serves {run.paths.store}")

@@ -49,8 +49,16 @@ def model(tmp_path):
 
 @pytest.fixture
 def server(tmp_path, model):
+    """As a harness run's server: faults, a log, the instrumentation."""
     with HubServer(dirs={"m": model}, faults=True, cache_dir=tmp_path / "cache",
-                   log_path=tmp_path / "requests.jsonl") as srv:
+                   log_path=tmp_path / "requests.jsonl", instrument=True) as srv:
+        yield srv
+
+
+@pytest.fixture
+def mirror(tmp_path, model):
+    """As ``harness serve`` without --instrument (an offline mirror)."""
+    with HubServer(dirs={"m": model}, cache_dir=tmp_path / "mirror-cache") as srv:
         yield srv
 
 
@@ -146,7 +154,7 @@ def test_store_entry_is_served_as_its_model_dir(tmp_path):
     (entry / "golden.npz").write_bytes(b"npz")
     make_model(store / "tf221" / "tf2" / "tf1_hub" / "mlp.refvars",
                {**FILES, "tfhub_module.pb": b"module"})
-    with HubServer(store=store) as srv:
+    with HubServer(store=store, instrument=True) as srv:
         status, _, body = fetch(with_format(srv.url + "/tf115/tf1/saved_model/mlp"))
         assert status == 200
         check_model_archive(body)  # model/'s content: no manifest.json, no golden.npz
