@@ -145,7 +145,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from . import config
-    from .report import problems, write_reports
+    from .report import keep_reason, problems, write_reports
     from .report.completeness import read_run_file
     from .report.diff import regressions
     from .report.markdown import render
@@ -169,9 +169,14 @@ def _report(args: argparse.Namespace) -> int:
     run = old.get("run") or {k: planned[k] for k in ("run_id", "started_at", "matrix")
                              if planned.get(k)}
     run.setdefault("run_id", os.path.basename(os.path.abspath(args.run_dir)))
+    # an older run (or a --case repro) rebuilt leaves reports/latest to the newest run
+    keep = keep_reason(args.run_dir, os.path.dirname(os.path.abspath(args.run_dir)),
+                       run.get("started_at"), planned)
     summary = write_reports(args.run_dir, records, matrix, run, old.get("envs", {}),
-                            baseline=args.baseline)
+                            baseline=args.baseline, replace_latest=keep is None)
     print(render(summary))
+    if keep and summary["run"].get("complete"):
+        print(f"note: reports/latest not replaced: {keep}", file=sys.stderr)
     status = 0
     if args.fail_on == "regression":
         cells, cases = regressions(summary["changes"])

@@ -29,7 +29,7 @@ from .errors import UserError
 from .expand import REPRO, EnvRun, expand, parse_case_id, reference_producers
 from .hubserver import HubServer
 from .interrupts import interrupted_by
-from .report import problems, write_reports
+from .report import keep_reason, problems, write_reports
 from .report.completeness import planned_stage, read_run_file, write_run_file
 from .runtime.cases import case_id
 from .stages import RunPaths, StageResult, interrupt_all, read_records, run_stage
@@ -263,15 +263,20 @@ def report(run: Run, records: list[dict]) -> int:
             "host": platform.node(), "host_python": platform.python_version(),
             "matrix": run.matrix.path, "argv": sys.argv[1:], "references": run.references,
             "tolerance": {"atol": run.matrix.settings.atol, "rtol": run.matrix.settings.rtol}}
+    # a --case repro (or a run older than the newest complete one) leaves latest/ alone
+    keep = keep_reason(run.paths.root, run.matrix.settings.reports_dir, _iso(run.started),
+                       read_run_file(run.paths.root))
     # history and the changes since the previous run: informational, never the exit status
     summary = write_reports(run.paths.root, records, run.matrix, meta, env_metadata(run),
-                            baseline="auto", reports_dir=run.matrix.settings.reports_dir)
+                            baseline="auto", reports_dir=run.matrix.settings.reports_dir,
+                            replace_latest=keep is None)
     from .report.markdown import render
     print(render(summary))
     state = summary["run"]
     latest = os.path.join(run.matrix.settings.reports_dir, "latest")
     log(f"{len(records)} cases in {meta['duration_s']:.0f}s; wrote {run.paths.root}"
-        + (f" and {latest}" if state["complete"] else f" ({latest} not replaced)"))
+        + (f" ({latest} not replaced)" if not state["complete"] else
+           f" ({latest} not replaced: {keep})" if keep else f" and {latest}"))
     if summary.get("changes"):
         n = summary["changes"]["counts"]
         log(f"changes since run {summary['changes']['baseline']['run_id']}: "

@@ -5,28 +5,31 @@ it reads nothing but the records of a run directory, its plans (to tell whether
 the run is complete: ``completeness``) and, for the changes and the history, the
 reports of earlier runs, so the same records give the same report whether the
 matrix ran in one process or in many jobs.  Every JSON it writes is strict
-(``jsonio``: no NaN, a missing value is null).
+(``jsonio``: no NaN, a missing value is null).  ``latest/`` is replaced atomically
+(``latest``).
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from typing import Any
 
 from ..config import Matrix
 from ..jsonio import clean, write_json
+from .latest import FILES, LATEST, keep_reason, refresh_latest
 from .markdown import render
 
-LATEST = "latest"
-FILES = ("results.jsonl", "summary.json", "compat.md", "index.html")
+__all__ = ["FILES", "LATEST", "keep_reason", "problems", "read_results", "refresh_latest",
+           "write_reports"]
 
 
 def write_reports(run_dir: str, records: list[dict], matrix: Matrix, run: dict[str, Any],
                   envs: dict[str, Any], baseline: str | None = None,
-                  reports_dir: str | None = None) -> dict[str, Any]:
+                  reports_dir: str | None = None, replace_latest: bool = True
+                  ) -> dict[str, Any]:
     """Write results.jsonl, summary.json, compat.md (and index.html) and, when the run is
-    complete (``summary["run"]["complete"]``), refresh latest/.
+    complete (``summary["run"]["complete"]``) and ``replace_latest`` (the caller's
+    decision: ``keep_reason``), refresh latest/.
 
     ``baseline``: None (no changes), a run directory or summary.json, ``last`` (the most
     recent earlier run under ``reports_dir``; a UserError when there is none) or ``auto``
@@ -66,7 +69,7 @@ def write_reports(run_dir: str, records: list[dict], matrix: Matrix, run: dict[s
                default=str)
     _write(os.path.join(run_dir, "compat.md"), render(summary))
     _write(os.path.join(run_dir, "index.html"), render_html(summary, records))
-    if state.complete:  # an unfinished run never replaces the last complete one
+    if state.complete and replace_latest:  # an unfinished run never replaces it
         refresh_latest(run_dir)
     return summary
 
@@ -100,23 +103,6 @@ def _write(path: str, text: str) -> None:
     with open(tmp, "w") as fh:
         fh.write(text)
     os.replace(tmp, path)
-
-
-def refresh_latest(run_dir: str) -> str:
-    """Copy the run's report files to ``<reports>/latest/`` (replaced whole)."""
-    latest = os.path.join(os.path.dirname(os.path.abspath(run_dir)), LATEST)
-    if os.path.abspath(run_dir) == os.path.abspath(latest):
-        return latest
-    tmp = latest + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    for name in FILES:
-        shutil.copy2(os.path.join(run_dir, name), os.path.join(tmp, name))
-    with open(os.path.join(tmp, "RUN"), "w") as fh:
-        fh.write(os.path.basename(os.path.abspath(run_dir)) + "\n")
-    shutil.rmtree(latest, ignore_errors=True)
-    os.rename(tmp, latest)
-    return latest
 
 
 def read_results(path: str) -> list[dict]:

@@ -1,5 +1,6 @@
 """The local TF Hub server (``harness.hubserver``): a real server in a thread, real urllib
 and http.client clients, small fake model roots in tmp dirs."""
+import contextlib
 import hashlib
 import http.client
 import io
@@ -482,6 +483,275 @@ def test_default_cache_dir_is_removed_on_stop(model):
     assert not os.path.exists(cache)
 
 
+# ---- mirror mode: no instrumentation, no local path ------------------------------------
+
+@pytest.mark.parametrize("path", ["/_harness/health", "/_harness/requests",
+                                  "/_harness/requests?contains=m", "/_harness/models",
+                                  "/_harness/nope", "/_harness"])
+def test_mirror_hides_the_instrumentation(mirror, path):
+    for method in ("GET", "HEAD"):
+        status, _, body = fetch(mirror.url + path, method=method)
+        assert status == 404, (method, path)
+    assert b"instrumentation" in fetch(mirror.url + path)[2]
+
+
+def test_mirror_answers_uncompressed_without_a_path(mirror, tmp_path):
+    status, headers, body = fetch(with_format(mirror.url + "/m", "uncompressed"), follow=False)
+    assert status == 303 and headers["Location"] is None
+    assert body == b"this server does not serve uncompressed models (no gs:// location): " \
+                   b"load with TFHUB_MODEL_LOAD_FORMAT=COMPRESSED or AUTO (the default)\n"
+    # what tensorflow_hub reads: the 303's body (its ValueError then quotes this message)
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(with_format(mirror.url + "/m", "uncompressed"), timeout=30)
+    with info.value as error:
+        assert error.code == 303 and b"TFHUB_MODEL_LOAD_FORMAT" in error.read()
+    for url in (mirror.url + "/", mirror.url + "/m", with_format(mirror.url + "/m"),
+                mirror.url + "/m.tar.gz", mirror.url + "/nothing", mirror.url + "/m/x",
+                with_format(mirror.url + "/m?fault=404"), mirror.url + "/_redirect/303/m"):
+        _, headers, body = fetch(url, follow=False)
+        shown = body + str(headers).encode()
+        assert str(tmp_path).encode() not in shown, url
+
+
+def test_instrumentation_needs_a_loopback_host_header(server, model):
+    """An instrumented server still hides it from a request whose Host is not loopback (a
+    web page that rebinds its own name to 127.0.0.1)."""
+    for host, shown in (("evil.example", False), (f"evil.example:{server.port}", False),
+                        (f"127.0.0.1:{server.port}", True), ("localhost", True),
+                        (f"[::1]:{server.port}", True)):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            conn.request("GET", "/_harness/models", headers={"Host": host})
+            resp = conn.getresponse()
+            assert (resp.status, str(model).encode() in resp.read()) == (
+                (200, True) if shown else (404, False)), host
+            conn.request("GET", "/m?tf-hub-format=uncompressed", headers={"Host": host})
+            resp = conn.getresponse()
+            assert (str(model).encode() in resp.read()) == shown
+            assert (resp.getheader("Location") is not None) == shown
+            conn.request("GET", "/_harness/health", headers={"Host": host})
+            resp = conn.getresponse()
+            assert resp.status == (200 if shown else 404) and resp.read()
+        finally:
+            conn.close()
+
+
+def test_instrumentation_is_for_loopback_clients_only(server, mirror):
+    assert server.instrumented(("127.0.0.1", 5), None)
+    assert server.instrumented(("127.3.4.5", 5), "127.0.0.1:80")
+    assert server.instrumented(("::1", 5, 0, 0), "[::1]:80")
+    assert server.instrumented(("::ffff:127.0.0.1", 5, 0, 0), "localhost:80")
+    assert not server.instrumented(("192.0.2.7", 5), None)
+    assert not server.instrumented(("::ffff:192.0.2.7", 5, 0, 0), "127.0.0.1")
+    assert not server.instrumented(("10.1.2.3", 5), "127.0.0.1")
+    assert not server.instrumented(("127.0.0.1", 5), "mirror.internal:8765")
+    assert not mirror.instrumented(("127.0.0.1", 5), "127.0.0.1")
+
+
+def test_internal_errors_name_no_path_unless_instrumented(server, mirror, monkeypatch, capfd):
+    def unreadable(root, url=""):
+        raise PermissionError(13, "Permission denied", "/secret/place/saved_model.pb")
+
+    monkeypatch.setattr("harness.hubserver.scan_model", unreadable)
+    status, _, body = fetch(with_format(mirror.url + "/m"))
+    assert status == 500 and b"/secret" not in body and b"PermissionError" in body
+    status, _, body = fetch(with_format(server.url + "/m"))
+    assert status == 500 and b"/secret/place/saved_model.pb" in body
+    assert "PermissionError" in capfd.readouterr().err  # the traceback: in the server's output
+
+
+# ---- under load: a pool, a cap, timeouts ------------------------------------------------
+
+def server_threads(srv):
+    return [t for t in threading.enumerate() if t.name.startswith(f"hubserver-{srv.port}")]
+
+
+def wait_for(check, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def read_all(sock, timeout=10.0):
+    """Everything the server sends until it closes (b"" if it resets)."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+    except ConnectionResetError:
+        return data
+
+
+@contextlib.contextmanager
+def connections(srv, n, send=b""):
+    socks = []
+    try:
+        for _ in range(n):
+            socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=10))
+            if send:
+                socks[-1].sendall(send)
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def timed_fetch(url, **kwargs):
+    started = time.monotonic()
+    answer = fetch(url, **kwargs)
+    return answer, time.monotonic() - started
+
+
+def test_a_fixed_pool_of_threads(model):
+    with HubServer(dirs={"m": model}, workers=4) as srv:
+        assert len(server_threads(srv)) == 5  # the selector thread and 4 workers
+        results = []
+        clients = [threading.Thread(target=lambda: results.append(
+            fetch(with_format(srv.url + "/m"))[0])) for _ in range(40)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(60)
+        assert results == [200] * 40
+        assert len(server_threads(srv)) == 5
+    assert server_threads(srv) == []  # joined on stop
+
+
+def test_over_the_cap_is_503_at_once_and_health_still_answers(model):
+    with HubServer(dirs={"m": model}, max_connections=2, instrument=True) as srv, \
+            connections(srv, 2, b"GET /m/saved_model.pb HTTP/1.1\r\nHost: x\r\n") as held:
+        wait_for(lambda: srv.stats()["regular"] == 2)
+        (status, headers, body), took = timed_fetch(srv.url + "/m/saved_model.pb")
+        assert (status, headers["Retry-After"], headers["Connection"]) == (503, "1", "close")
+        assert body.startswith(b"busy: 2 connections open") and took < 1
+        for _ in range(3):  # a health check is answered over the cap too
+            (status, _, body), took = timed_fetch(srv.url + "/_harness/health")
+            assert (status, body) == (200, b"ok\n") and took < 1
+        (status, _, _), took = timed_fetch(srv.url + "/_harness/requests")
+        assert status == 503 and took < 1  # (only the health check is)
+        with connections(srv, 1) as (silent,):  # never says what it wants: 503 after 1 s
+            started = time.monotonic()
+            assert read_all(silent).startswith(b"HTTP/1.1 503 ")
+            assert 0.5 < time.monotonic() - started < 3
+        for sock in held:  # those under the cap are served
+            sock.sendall(b"Connection: close\r\n\r\n")
+            assert read_all(sock).startswith(b"HTTP/1.1 200 OK\r\n")
+        assert srv.stats()["refused"] == 3
+    assert [r["status"] for r in srv.requests()] == [200, 200]
+
+
+def test_a_head_that_does_not_arrive_is_408(model):
+    with HubServer(dirs={"m": model}, header_timeout=0.5, workers=1) as srv, \
+            connections(srv, 1, b"GET /m/saved_model.pb HTTP/1.1\r\nHost: x\r\n") as (slow,), \
+            connections(srv, 1) as (silent,):
+        started = time.monotonic()
+        for sock in (slow, silent):
+            answer = read_all(sock)
+            assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
+            assert answer.endswith(b"the request did not arrive within 0.5 s\n")
+        assert 0.4 < time.monotonic() - started < 3
+        assert srv.stats()["header_timeouts"] == 2 and srv.requests() == []
+        # an idle keep-alive connection is closed after as long, silently
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        try:
+            conn.request("GET", "/m/saved_model.pb")
+            assert conn.getresponse().read() == FILES["saved_model.pb"]
+            started = time.monotonic()
+            assert read_all(conn.sock) == b""
+            assert 0.4 < time.monotonic() - started < 3
+        finally:
+            conn.close()
+        assert srv.stats()["header_timeouts"] == 2
+
+
+def test_a_client_that_does_not_read_is_dropped(tmp_path):
+    big = make_model(tmp_path / "big", {"saved_model.pb": b"x"})
+    with open(big / "big.bin", "wb") as fh:
+        fh.truncate(64 << 20)  # more than the socket buffers hold
+    with HubServer(dirs={"big": big}, workers=1, send_timeout=0.5) as srv:
+        reader = socket.socket()
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        try:
+            reader.connect(("127.0.0.1", srv.port))
+            reader.sendall(b"GET /big/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")  # and never reads
+            wait_for(lambda: srv.stats()["busy"] == 1)
+            (status, _, body), took = timed_fetch(srv.url + "/big/saved_model.pb")
+            assert (status, body) == (200, b"x") and took < 5  # the only worker came back
+            assert srv.stats()["send_timeouts"] == 1
+        finally:
+            reader.close()
+        dropped = srv.requests()[0]
+        assert dropped["path"] == "/big/big.bin" and 0 < dropped["bytes"] < 64 << 20
+
+
+def test_health_is_answered_while_every_worker_is_busy(model):
+    with HubServer(dirs={"m": model}, workers=1, faults=True, instrument=True) as srv:
+        slow = threading.Thread(target=fetch, args=(
+            with_format(srv.url + "/m?fault=slow&fault-delay=2"),))
+        slow.start()
+        try:
+            wait_for(lambda: srv.stats()["busy"] == 1)
+            (status, _, _), took = timed_fetch(srv.url + "/_harness/health")
+            assert status == 200 and took < 0.5
+            assert srv.stats()["busy"] == 1
+        finally:
+            slow.join(30)
+
+
+def test_pipelined_requests_are_answered_in_order(server):
+    with connections(server, 1, b"GET /m/saved_model.pb HTTP/1.1\r\nHost: x\r\n\r\n"
+                                b"GET /m/assets/vocab.txt HTTP/1.1\r\nHost: x\r\n"
+                                b"Connection: close\r\n\r\n") as (sock,):
+        answer = read_all(sock)
+    assert answer.count(b"HTTP/1.1 200 OK\r\n") == 2
+    first = answer.index(FILES["saved_model.pb"])
+    assert first < answer.index(FILES["assets/vocab.txt"])
+    assert [r["path"] for r in server.requests()] == ["/m/saved_model.pb", "/m/assets/vocab.txt"]
+
+
+def test_oversized_head_is_431(server):
+    with connections(server, 1, b"GET /m HTTP/1.1\r\nX-Big: " + b"a" * 70000) as (sock,):
+        assert read_all(sock).startswith(b"HTTP/1.1 431 ")
+
+
+def test_stop_closes_open_connections_at_once(model):
+    srv = HubServer(dirs={"m": model}, faults=True).start()
+    cut = []
+
+    def slow_download():
+        try:
+            fetch(with_format(srv.url + "/m?fault=slow&fault-delay=10"))
+        except (OSError, http.client.HTTPException) as exc:
+            cut.append(exc)
+
+    with connections(srv, 2, b"GET /m HTTP/1.1\r\n") as partial, connections(srv, 1) as idle:
+        slow = threading.Thread(target=slow_download)
+        slow.start()
+        wait_for(lambda: srv.stats()["busy"] == 1 and srv.stats()["regular"] == 4)
+        started = time.monotonic()
+        srv.stop()
+        assert time.monotonic() - started < 3
+        for sock in partial + idle:
+            assert read_all(sock, 5) == b""
+        slow.join(30)
+    assert len(cut) == 1  # the answer under way was cut short
+    assert server_threads(srv) == []
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", srv.port), timeout=5).close()
+
+
+@pytest.mark.parametrize("setting", [dict(workers=0), dict(workers=2.5), dict(max_connections=-1),
+                                     dict(header_timeout=0), dict(send_timeout=float("nan"))])
+def test_bad_limits_are_user_errors(model, setting):
+    with pytest.raises(UserError, match="expected a positive"):
+        HubServer(dirs={"m": model}, **setting)
+
+
 # ---- harness serve ---------------------------------------------------------------------
 
 def _one_line_error(capsys, argv):
@@ -514,25 +784,53 @@ def test_cli_errors(capsys, tmp_path, monkeypatch, model):
     assert f"--port {port}" in err and "cannot listen" in err
 
 
+def default_signals():
+    """In a child (``preexec_fn``): Ctrl-C, SIGTERM and SIGHUP at their default dispositions,
+    however this test session was started (``cmd &`` hands SIGINT down ignored, nohup
+    SIGHUP)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def serve_process(args, cwd, env=None):
+    """``harness serve ARGS`` as a real process, stopped (and its pipes closed) on the way out
+    whatever happened: no test leaves one behind."""
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "serve", *args], cwd=cwd,
+                            env={**os.environ, "PYTHONPATH": ROOT, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_signals)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:  # SIGTERM is a clean stop; SIGKILL if that does not do
+            proc.terminate()
+            try:
+                proc.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(30)
+        for pipe in (proc.stdout, proc.stderr):
+            pipe.close()
+
+
 def test_cli_serves_until_ctrl_c(tmp_path, model):
     """`harness serve` prints its URL and models, serves, and Ctrl-C is a clean exit 0."""
     log = tmp_path / "log.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "serve", "--dir", f"m={model}",
-                             "--log", str(log), "--cache", str(tmp_path / "c")],
-                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": ROOT},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        first = proc.stdout.readline()
-        assert first.startswith("serving 1 models at http://127.0.0.1:"), first
-        assert first.rstrip().endswith("/ (Ctrl-C to stop)")
-        url = first.split()[4].rstrip("/")
-        assert proc.stdout.readline().strip() == url + "/m"
-        check_model_archive(fetch(with_format(url + "/m"))[2])
-    finally:
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+    with serve_process(["--dir", f"m={model}", "--log", str(log), "--cache",
+                        str(tmp_path / "c")], cwd=tmp_path) as proc:
+        try:
+            first = proc.stdout.readline()
+            assert first.startswith("serving 1 models at http://127.0.0.1:"), first
+            assert first.rstrip().endswith("/ (Ctrl-C to stop)")
+            url = first.split()[4].rstrip("/")
+            assert proc.stdout.readline().strip() == url + "/m"
+            check_model_archive(fetch(with_format(url + "/m"))[2])
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and err.endswith("stopped (Ctrl-C)\n")
     assert [json.loads(line)["path"] for line in log.read_text().splitlines()] == ["/m"]
     assert os.listdir(tmp_path / "c" / "archives")  # --cache is kept
 
