@@ -175,8 +175,6 @@ def _report(args: argparse.Namespace) -> int:
     summary = write_reports(args.run_dir, records, matrix, run, old.get("envs", {}),
                             baseline=args.baseline, replace_latest=keep is None)
     print(render(summary))
-    if keep and summary["run"].get("complete"):
-        print(f"note: reports/latest not replaced: {keep}", file=sys.stderr)
     status = 0
     if args.fail_on == "regression":
         cells, cases = regressions(summary["changes"])
