@@ -30,6 +30,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--case", metavar="CASE_ID",
                      help="re-run exactly this case (and the create case it consumes)")
     run.add_argument("--run-id", help="name of reports/<run-id>/ (default: UTC time)")
+    run.add_argument("--resume", metavar="RUN_ID",
+                     help="continue a run that was killed or interrupted: keep its records "
+                          "and run only the cases that have none (with the run's own "
+                          "selection; a run id under the reports directory, or its directory)")
     run.add_argument("--model", action="append", default=[], metavar="PATH_OR_URL",
                      help="check your own model (a directory or a hosting-protocol URL) "
                           "instead of the built-in fixtures (repeatable)")
@@ -136,6 +140,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .coverage import main as coverage
         return coverage(args.check)
     from .pipeline import Options, execute
+    if args.resume:
+        given = [flag for flag, value in (("--env", args.env), ("--mode", args.mode),
+                                          ("--case", args.case), ("--run-id", args.run_id),
+                                          ("--model", args.model)) if value]
+        if given:
+            raise UserError(f"--resume {args.resume} continues the run with its own "
+                            f"selection; drop {', '.join(given)}")
+        return execute(Options(matrix=args.matrix, resume=args.resume))
     return execute(Options(matrix=args.matrix,
                            envs=tuple(e for v in args.env for e in _csv(v)),
                            modes=tuple(m for v in args.mode for m in _csv(v)),

@@ -10,8 +10,12 @@ and the run goes on; every record is on disk as soon as its case finishes.
 """
 from __future__ import annotations
 
+import calendar
 import contextlib
 import dataclasses
+import fcntl
+import glob
+import json
 import os
 import platform
 import shlex
@@ -30,7 +34,13 @@ from .expand import REPRO, EnvRun, expand, parse_case_id, reference_producers
 from .hubserver import HubServer
 from .interrupts import interrupted_by
 from .report import keep_reason, problems, write_reports
-from .report.completeness import planned_stage, read_run_file, write_run_file
+from .report.completeness import (
+    RUN_FILE,
+    is_placeholder,
+    planned_stage,
+    read_run_file,
+    write_run_file,
+)
 from .runtime.cases import case_id
 from .stages import RunPaths, StageResult, interrupt_all, read_records, run_stage
 from .usermodels import user_model
@@ -51,6 +61,12 @@ class Options:
     models: tuple[str, ...] = ()  # --model PATH_OR_URL: check these instead of the fixtures
     model_format: str = "auto"
     model_inputs: str | None = None
+    resume: str | None = None  # --resume RUN_ID (or its directory): continue a killed run
+
+    def saved(self) -> dict[str, Any]:
+        """What run.json keeps of the options, to resume the run with them."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items() if k not in ("resume", "run_id")}
 
 
 @dataclass
@@ -75,12 +91,15 @@ class Run:
     references: dict[str, list[str]] = field(default_factory=dict)
     repro: str = REPRO
     hub_url: str | None = None  # the hub server serving this run's store (consume stage)
+    options: Options = field(default_factory=Options)
 
 
 def execute(options: Options) -> int:
-    matrix = load(options)
-    selection = select(matrix, options)
-    run = start(matrix, selection, options)
+    if options.resume:
+        run = resume(options)
+    else:
+        matrix = load(options)
+        run = start(matrix, select(matrix, options), options)
     provision(run)
     try:
         stage(run, "create", run.selection.create, run.selection.create_ids)
@@ -138,21 +157,107 @@ def start(matrix: Matrix, selection: Selection, options: Options) -> Run:
     run_id = options.run_id or time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     root = os.path.join(matrix.settings.reports_dir, run_id)
     if os.path.exists(os.path.join(root, "records")):
-        raise UserError(f"{root}: run {run_id} already exists; pick another --run-id "
-                               "or delete that directory")
+        raise UserError(f"{root}: run {run_id} already exists; continue it with --resume "
+                        f"{run_id}, pick another --run-id or delete that directory")
     os.makedirs(root, exist_ok=True)
     log(f"run {run_id}: {len(set(selection.create + selection.consume))} env x mode, "
         f"reports in {root}")
-    run = Run(matrix, selection, run_id, RunPaths(root))
-    if options.models:  # the repro must bring the user's models back
-        flags = [f"--model {shlex.quote(m)}" for m in options.models]
-        if options.model_format != "auto":
-            flags.append(f"--model-format {options.model_format}")
-        if options.model_inputs:
-            flags.append(f"--model-inputs {shlex.quote(options.model_inputs)}")
-        run.repro = f"nox -s matrix -- {' '.join(flags)} --case {{case_id}}"
+    _lock_run(root, run_id)
+    run = Run(matrix, selection, run_id, RunPaths(root), repro=repro_of(options),
+              options=options)
     write_run_file(root, run_file(run))
     return run
+
+
+def repro_of(options: Options) -> str:
+    """The command that re-runs one case of this run: every flag it needs (the matrix, the
+    user's models) and ``{case_id}``."""
+    flags = [] if options.matrix == "matrix.yaml" else [f"--matrix {shlex.quote(options.matrix)}"]
+    flags += [f"--model {shlex.quote(m)}" for m in options.models]
+    if options.models and options.model_format != "auto":
+        flags.append(f"--model-format {options.model_format}")
+    if options.models and options.model_inputs:
+        flags.append(f"--model-inputs {shlex.quote(options.model_inputs)}")
+    return REPRO.replace("--case", " ".join(flags + ["--case"]))
+
+
+def resume(options: Options) -> Run:
+    """``--resume RUN_ID``: the run as it was planned (its own options, from run.json), with
+    every record it has; its stages then run only the cases without one."""
+    root = options.resume or ""
+    if not os.path.isfile(os.path.join(root, RUN_FILE)):
+        root = os.path.join(config.load(options.matrix, check_interpreters=False)
+                            .settings.reports_dir, root)
+    data = read_run_file(root)
+    if data is None:
+        raise UserError(f"--resume {options.resume}: {root} holds no run.json; give the id "
+                        "of a run under the reports directory (or its directory)")
+    if not isinstance(data.get("options"), dict):
+        raise UserError(f"--resume {options.resume}: run {data.get('run_id')} was started by "
+                        "an older harness that did not save its options; start a new run")
+    run_id = str(data["run_id"])
+    saved = Options(**{k: tuple(v) if isinstance(v, list) else v
+                       for k, v in data["options"].items()}, run_id=run_id)
+    saved.matrix = str(data.get("matrix") or saved.matrix)  # the one the run was planned with
+    matrix = load(saved)
+    selection = select(matrix, saved)
+    _lock_run(root, run_id)
+    run = Run(matrix, selection, run_id, RunPaths(root), repro=str(data.get("repro") or REPRO),
+              options=saved)
+    planned = [(s["prefix"], s.get("select")) for s in run_file(run)["stages"]]
+    if planned != [(s.get("prefix"), s.get("select")) for s in data.get("stages", [])]:
+        raise UserError(f"--resume {run_id}: {matrix.path} no longer plans the stages this "
+                        "run planned (its envs or modes changed); start a new run")
+    started = data.get("started_at")
+    if isinstance(started, str):
+        run.started = calendar.timegm(time.strptime(started, "%Y-%m-%dT%H:%M:%SZ"))
+    dropped = drop_placeholders(run.paths.records)
+    data.update(interrupted=False, interrupted_by=None,
+                resumed_at=list(data.get("resumed_at") or []) + [_iso(time.time())])
+    write_run_file(root, data)
+    log(f"run {run_id}: resumed; {len(read_records(run.paths.records))} cases recorded are "
+        f"kept ({dropped} placeholders of an interrupted run dropped), the rest run now")
+    return run
+
+
+def drop_placeholders(records_dir: str) -> int:
+    """Remove the host's records of cases an interrupted run never ran (and lines cut by a
+    killed process): those cases run again. Returns how many placeholders were dropped."""
+    dropped = 0
+    for path in glob.glob(os.path.join(records_dir, "*.host.jsonl")):
+        kept = []
+        with open(path) as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if is_placeholder(rec):
+                    dropped += 1
+                else:
+                    kept.append(line if line.endswith("\n") else line + "\n")
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w") as fh:
+            fh.writelines(kept)
+        os.replace(tmp, path)
+    return dropped
+
+
+_locks: dict[str, Any] = {}  # run dir -> its open run.lock, held while this process lives
+
+
+def _lock_run(root: str, run_id: str) -> Any:
+    """Hold ``run.lock`` for this process's life: a run resumed (or started) twice at once
+    is refused, one line."""
+    fh = _locks.get(os.path.abspath(root)) or open(os.path.join(root, "run.lock"), "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise UserError(f"{root}: run {run_id} is running in another process; wait for it "
+                        "or stop it first")
+    _locks[os.path.abspath(root)] = fh
+    return fh
 
 
 def run_file(run: Run) -> dict[str, Any]:
@@ -161,6 +266,7 @@ def run_file(run: Run) -> dict[str, Any]:
     sel = run.selection
     return {"schema_version": 1, "run_id": run.run_id, "matrix": run.matrix.path,
             "started_at": _iso(run.started), "interrupted": False,
+            "options": run.options.saved(), "repro": run.repro,
             "models": [{"name": m.name, "spec": m.spec} for m in run.matrix.models],
             "stages": [planned_stage("create", r, sel.create_ids) for r in sel.create]
             + [planned_stage("consume", r, sel.consume_ids) for r in sel.consume]}

@@ -7,10 +7,12 @@ never provisioned) is filled in here as ``crashed`` / ``timeout`` /
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import threading
@@ -89,6 +91,12 @@ class StageResult:
 def run_stage(matrix: Matrix, run: EnvRun, stage: str, prov: Provisioned | ProvisionError,
               paths: RunPaths, run_id: str, select: list[str] | None = None,
               extra: dict | None = None) -> StageResult:
+    """Run the stage's cases that have no record yet (all of them, unless it is resumed).
+
+    A case that hangs is killed alone (``CaseWatch``); when the stage's process ends with
+    cases unrecorded after recording at least one new case (its pytest main was the
+    process killed, or xdist stopped replacing workers), it starts again for those.
+    """
     started = time.monotonic()
     plan = stage_plan(matrix, run, stage, run_id, paths.store, paths.records, select, extra)
     prefix = plan["prefix"]
@@ -97,37 +105,192 @@ def run_stage(matrix: Matrix, run: EnvRun, stage: str, prov: Provisioned | Provi
     os.makedirs(paths.records, exist_ok=True)
     planned = {c.case_id: c for c in plan_cases(plan, registry.variants())}
     host = RecordWriter(os.path.join(paths.records, prefix + ".host.jsonl"))
+    for stale in glob.glob(os.path.join(paths.records, f"{prefix}.*.running.json")):
+        os.remove(stale)  # left by a killed run: that case has no record and runs again
+    done = recorded_ids(paths.records, prefix)
+    expected = _collected(paths.records, prefix) or list(planned)
     if isinstance(prov, ProvisionError):
         for case in planned.values():
-            host.write(_synthetic(case, plan, ENV_ERROR, "ProvisionError", str(prov)))
-        return StageResult(run, stage, time.monotonic() - started, None,
-                           Counter({ENV_ERROR: len(planned)}))
+            if case.case_id not in done:
+                host.write(_synthetic(case, plan, ENV_ERROR, "ProvisionError", str(prov)))
+        return _result(run, stage, started, None, paths, prefix)
+    if done and all(cid in done for cid in expected):  # resumed: nothing left to run
+        return _result(run, stage, started, None, paths, prefix)
 
     log_path = os.path.join(paths.sub("logs"), prefix + ".log")
-    returncode, timed_out = _pytest(matrix, run, prov, plan_path, paths, prefix, log_path)
-    recorded = read_records(paths.records, prefix)
-    expected = _collected(paths.records, prefix)
-    if expected is None:  # the process never finished collecting: fall back to the host's plan
-        expected = list(planned)
-    done = {r["case_id"] for r in recorded}
-    missing = [cid for cid in expected if cid not in done]
+    tmp = paths.sub(os.path.join("tmp", prefix))  # whatever the cases leave: removed below
+    watch = CaseWatch(matrix.settings.case_timeout_s, paths.records, prefix, host,
+                      plan, planned, prov.versions, log_path)
+    deadline = started + matrix.settings.stage_timeout_s
+    launch, returncode, timed_out = 0, None, False
+    try:
+        while True:
+            todo = [cid for cid in expected if cid not in done]
+            if done:  # only what has no record: a resumed stage, or one started again
+                launch_path = os.path.join(paths.sub(os.path.join("work", prefix)),
+                                           f"plan.{launch}.json")
+                write_json(launch_path, dict(plan, select=todo), indent=2, sort_keys=True)
+            else:
+                launch_path = plan_path
+            named = len(watch.named)
+            returncode, timed_out = _pytest(matrix, run, prov, launch_path, paths, prefix,
+                                            log_path, tmp, deadline, watch)
+            if not timed_out:
+                watch.check()  # the process that just ended may have died under a case
+            done = recorded_ids(paths.records, prefix)
+            expected = _collected(paths.records, prefix) or expected
+            missing = [cid for cid in expected if cid not in done]
+            # again only when the process ended because of a case it named (killed for its
+            # timeout, or died under it): a process that fails by itself would fail again
+            if not missing or timed_out or INTERRUPTED.is_set() or len(watch.named) == named:
+                break
+            launch += 1
+            with open(log_path, "a") as log:
+                log.write(f"tfhub-compat: the stage's process ended (exit {returncode}) with "
+                          f"{len(missing)} cases unrecorded; starting it again for them\n")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     if missing:
         tail = _tail(log_path)
-        outcome, etype = (TIMEOUT, "StageTimeout") if timed_out else (CRASHED, "ProcessCrashed")
-        why = (f"stage timed out after {matrix.settings.stage_timeout_s}s" if timed_out else
-               f"{INTERRUPTED_MESSAGE}{_interrupted_by}) before this case ran"
-               if INTERRUPTED.is_set()
-               else f"pytest exited with {returncode} without recording this case")
+        limit = matrix.settings.stage_timeout_s
         for cid in missing:
             case = planned.get(cid) or parse_case_id(cid)
+            if timed_out:
+                outcome, etype = TIMEOUT, "StageTimeout"
+                why = (f"the stage timed out after {limit}s while this case ran"
+                       if cid in watch.at_timeout else
+                       f"the stage timed out after {limit}s before this case ran")
+            elif INTERRUPTED.is_set():
+                outcome, etype = CRASHED, "ProcessCrashed"
+                why = f"{INTERRUPTED_MESSAGE}{_interrupted_by}) before this case ran"
+            else:
+                outcome, etype = CRASHED, "ProcessCrashed"
+                why = f"pytest exited with {returncode} without recording this case"
             host.write(_synthetic(case, plan, outcome, etype, f"{why}; log {log_path}: {tail}",
                                   prov.versions))
+    return _result(run, stage, started, returncode, paths, prefix, log_path)
+
+
+def _result(run: EnvRun, stage: str, started: float, returncode: int | None, paths: RunPaths,
+            prefix: str, log_path: str = "") -> StageResult:
     counts = Counter(r["outcome"] for r in read_records(paths.records, prefix))
     return StageResult(run, stage, time.monotonic() - started, returncode, counts, log_path)
 
 
+class CaseWatch:
+    """Kills a case that runs longer than ``case_timeout_s`` and records it ``timeout``;
+    records a case whose process died under it ``crashed``: each names itself, and the
+    stage goes on (xdist replaces a dead worker; ``run_stage`` restarts a dead main).
+
+    It reads the marker each worker writes while it runs a case
+    (``<prefix>.<worker>.running.json``: case id, pid, start time) and kills the
+    worker's whole process tree from here, outside: a case hung in TensorFlow's C++
+    code runs no Python signal handler.
+    """
+
+    POLL_S = 0.5
+
+    def __init__(self, timeout_s: int, records: str, prefix: str, host: RecordWriter,
+                 plan: dict, planned: dict[str, Case], versions: dict[str, str],
+                 log_path: str) -> None:
+        self.timeout_s, self.records, self.prefix, self.host = timeout_s, records, prefix, host
+        self.plan, self.planned, self.versions, self.log_path = plan, planned, versions, log_path
+        self.killed: set[int] = set()  # pids this watch killed: never "died on their own"
+        self.named: list[str] = []  # the cases it recorded timeout or crashed
+        self.at_timeout: set[str] = set()  # the cases that ran when the stage timed out
+
+    def markers(self) -> list[tuple[str, dict]]:
+        found = []
+        for path in glob.glob(os.path.join(self.records, f"{self.prefix}.*.running.json")):
+            try:
+                with open(path) as fh:
+                    found.append((path, json.load(fh)))
+            except (OSError, ValueError):  # replaced or removed while we looked
+                continue
+        return found
+
+    def check(self) -> None:
+        now = time.time()
+        for path, marker in self.markers():
+            pid, cid = int(marker["pid"]), marker["case_id"]
+            ran = now - float(marker["started_at"])
+            if ran > self.timeout_s:
+                kill_tree(pid)
+                self.killed.add(pid)
+                _wait_gone(pid)
+                outcome, etype = TIMEOUT, "CaseTimeout"
+                why = (f"the case ran longer than case_timeout_s ({self.timeout_s}s) and was "
+                       f"killed with its process (pid {pid}, worker {marker['worker']}); the "
+                       f"stage went on without it; log {self.log_path}")
+            elif not _alive(pid) and pid not in self.killed and not INTERRUPTED.is_set():
+                outcome, etype = CRASHED, "ProcessCrashed"
+                why = (f"the process running this case (pid {pid}, worker "
+                       f"{marker['worker']}) died while it ran; log {self.log_path}: "
+                       f"{_tail(self.log_path)}")
+            else:
+                continue
+            again = _read_marker(path)  # the worker may have moved on just before the kill:
+            if again is None or again.get("case_id") == cid:  # that case runs again later
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+            if cid not in recorded_ids(self.records, self.prefix):
+                self.named.append(cid)
+                case = self.planned.get(cid) or parse_case_id(cid)
+                self.host.write(_synthetic(case, self.plan, outcome, etype, why,
+                                           self.versions, duration_s=round(ran, 3)))
+
+    def stage_timed_out(self) -> None:
+        self.at_timeout = {m["case_id"] for _, m in self.markers()}
+
+
+def _read_marker(path: str) -> dict | None:
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process below it (the other processes a case started)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, ()))
+    for p in tree:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(p, signal.SIGKILL)
+
+
 def _pytest(matrix: Matrix, run: EnvRun, prov: Provisioned, plan_path: str, paths: RunPaths,
-            prefix: str, log_path: str) -> tuple[int | None, bool]:
+            prefix: str, log_path: str, tmp: str, deadline: float, watch: CaseWatch
+            ) -> tuple[int | None, bool]:
+    """One pytest process of the stage: (its exit status, whether the stage timed out)."""
     work = paths.sub(os.path.join("work", prefix))
     with open(os.path.join(work, "test_tfhub_compat.py"), "w") as fh:
         fh.write(SUITE)
@@ -141,7 +304,7 @@ def _pytest(matrix: Matrix, run: EnvRun, prov: Provisioned, plan_path: str, path
     env = {k: v for k, v in os.environ.items()
            if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "TF_USE_LEGACY_KERAS")}
     env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONDONTWRITEBYTECODE="1",
-               TFHUB_CACHE_DIR=paths.sub("tfhub_cache"),
+               TFHUB_CACHE_DIR=paths.sub("tfhub_cache"), TMPDIR=tmp,
                TFHUB_COMPAT_PARENT_PID=str(os.getpid()))  # the stage dies with this process
     loopback = "127.0.0.1,localhost"  # the hub server: never through a proxy
     env["NO_PROXY"] = env["no_proxy"] = ",".join(
@@ -149,7 +312,7 @@ def _pytest(matrix: Matrix, run: EnvRun, prov: Provisioned, plan_path: str, path
     if run.env.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     env.update(dict(run.env.env_vars))
-    with open(log_path, "w") as log:
+    with open(log_path, "a") as log:
         log.write("$ " + " ".join(shlex.quote(a) for a in argv) + "\n")
         log.flush()
         if INTERRUPTED.is_set():
@@ -159,11 +322,17 @@ def _pytest(matrix: Matrix, run: EnvRun, prov: Provisioned, plan_path: str, path
         with _lock:
             _running.add(proc)
         try:
-            return proc.wait(timeout=matrix.settings.stage_timeout_s), False
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            proc.wait()
-            return None, True
+            while True:
+                try:
+                    return proc.wait(timeout=max(0.0, min(watch.POLL_S,
+                                                          deadline - time.monotonic()))), False
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() >= deadline:
+                        watch.stage_timed_out()
+                        _kill(proc)
+                        proc.wait()
+                        return None, True
+                    watch.check()
         except BaseException:  # Ctrl-C in this thread: stop the group, keep what was recorded
             _kill(proc)
             proc.wait()
@@ -171,6 +340,10 @@ def _pytest(matrix: Matrix, run: EnvRun, prov: Provisioned, plan_path: str, path
         finally:
             with _lock:
                 _running.discard(proc)
+
+
+def recorded_ids(records_dir: str, prefix: str) -> set[str]:
+    return {r["case_id"] for r in read_records(records_dir, prefix)}
 
 
 def read_records(records_dir: str, prefix: str = "") -> list[dict]:
@@ -224,7 +397,7 @@ def _tail(path: str) -> str:
 
 
 def _synthetic(case: Case, plan: dict, outcome: str, error_type: str, message: str,
-               versions: dict[str, str] | None = None) -> dict:
+               versions: dict[str, str] | None = None, duration_s: float = 0.0) -> dict:
     versions = versions or {}
     info = {"device": plan["env"]["device"], "backend": plan["env"]["backend"],
             "python": versions.get("python"),
@@ -232,4 +405,4 @@ def _synthetic(case: Case, plan: dict, outcome: str, error_type: str, message: s
             "tensorflow_hub": versions.get("tensorflow-hub")}
     repro = plan["repro"].format(case_id=shlex.quote(case.case_id))
     return make_record(case, info, run_id=plan["run_id"], outcome=outcome,
-                       error_type=error_type, message=message, duration_s=0.0, repro=repro)
+                       error_type=error_type, message=message, duration_s=duration_s, repro=repro)

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import sys
 import time
 import traceback
@@ -92,7 +93,12 @@ def pytest_collection_finish(session):
     if not os.path.isdir(plan["results_dir"]):
         os.makedirs(plan["results_dir"])
     path = os.path.join(plan["results_dir"], plan["prefix"] + ".collected.json")
-    write_json(path, ids)
+    try:  # a stage started again (or resumed) collects only what is left: keep the rest
+        with open(path) as fh:
+            before = json.load(fh)
+    except (OSError, ValueError):
+        before = []
+    write_json(path, before + [cid for cid in ids if cid not in set(before)])
 
 
 @pytest.fixture(scope="session")
@@ -131,9 +137,19 @@ def tfhub_run(request, tfhub_runtime):
         plan["results_dir"], "%s.%s.jsonl" % (plan["prefix"], plan["_worker"])))
     variants = variants_of(request.config)
 
+    marker = os.path.join(plan["results_dir"], "%s.%s.running.json" % (plan["prefix"],
+                                                                        plan["_worker"]))
+
     def run(case):
-        record = run_case(case, plan, tfhub_runtime, variants)
-        writer.write(record)
+        # the host watches this file: a case that outlives case_timeout_s is killed there
+        write_json(marker, {"case_id": case.case_id, "pid": os.getpid(),
+                            "worker": plan["_worker"], "started_at": time.time()})
+        try:
+            record = run_case(case, plan, tfhub_runtime, variants)
+            writer.write(record)
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(marker)
         if record["outcome"] != PASSED:
             pytest.fail("%s: %s: %s" % (record["outcome"], record["error_type"],
                                         record["message"]), pytrace=False)
@@ -165,6 +181,8 @@ def run_case(case, plan, runtime, variants):
     fields = {"outcome": PASSED}
     ctx = None
     try:
+        if case.operation == "create" and os.path.exists(case.model_dir):
+            shutil.rmtree(case.model_dir)  # left half-written by a run that was killed
         manifest = load_manifest(case) if case.stage == "consume" else None
         spec = manifest["spec"] if manifest else _model_spec(plan, case)
         variant = find_variant(variants, case, (spec or {}).get("kind", "mlp"))

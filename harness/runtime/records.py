@@ -108,10 +108,17 @@ class RecordWriter(object):
     def write(self, record):
         line = json.dumps(strict_json(record), sort_keys=True, default=_jsonable,
                           allow_nan=False)
-        with open(self.path, "a") as fh:
-            fh.write(line + "\n")
+        with open(self.path, "a+b") as fh:
+            if fh.tell() and not _ends_line(fh):  # a line cut by a killed process
+                line = "\n" + line
+            fh.write((line + "\n").encode("utf-8"))
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def _ends_line(fh):
+    fh.seek(-1, os.SEEK_END)
+    return fh.read(1) == b"\n"
 
 
 def strict_json(value):

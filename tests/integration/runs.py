@@ -2,6 +2,7 @@
 interrupt, and what is left of it in /proc."""
 import glob
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,9 +24,17 @@ def tf115_matrix(tmp_path):
     return tmp_path / "matrix.yaml"
 
 
+def default_signals():
+    """In a child (``preexec_fn``): Ctrl-C, SIGTERM and SIGHUP at their default dispositions,
+    however this test session was started (``cmd &`` ignores SIGINT, nohup SIGHUP)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def start_run(matrix, run_id, **popen):
     return subprocess.Popen([sys.executable, "-m", "harness", "run", "--matrix", str(matrix),
-                             "--run-id", run_id], cwd=ROOT, text=True, **popen)
+                             "--run-id", run_id], cwd=ROOT, text=True,
+                            preexec_fn=default_signals, **popen)
 
 
 def wait_until(ready, proc, timeout=600, why=""):

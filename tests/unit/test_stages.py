@@ -106,3 +106,82 @@ def test_facts_of_each_env_and_mode_are_read_back(tmp_path):
     assert list(found) == ["tf221-keras3"]
     assert found["tf221-keras3"]["tf2"]["hub_keras_layer_base"].startswith("tf_keras.")
     assert "env_id" not in found["tf221-keras3"]["tf2"]
+
+
+# A stage process that runs its plan's cases as the plugin does (a marker while each runs,
+# then its record): the case named by $HANG never returns, the one named by $DIE kills
+# its process.
+CASES = """#!{python}
+import json, os, signal, sys, time
+from harness import registry
+from harness.runtime.cases import plan_cases
+from harness.runtime.records import RecordWriter, make_record, write_json
+plan = json.load(open([a for a in sys.argv if a.startswith("--tfhub-plan=")][0].split("=", 1)[1]))
+out = plan["results_dir"] + "/" + plan["prefix"]
+writer = RecordWriter(out + ".main.jsonl")
+for case in plan_cases(plan, registry.variants()):
+    write_json(out + ".main.running.json", {{"case_id": case.case_id, "pid": os.getpid(),
+                                            "worker": "main", "started_at": time.time()}})
+    if case.case_id == os.environ.get("HANG"):
+        time.sleep(600)
+    if case.case_id == os.environ.get("DIE"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    writer.write(make_record(case, {{}}, outcome="passed", run_id=plan["run_id"]))
+    os.remove(out + ".main.running.json")
+"""
+HANG = "tf115/tf1/saved_model/create/MyMulModel/my_mul"  # in the middle of the stage
+
+
+def cases_env(tmp_path, monkeypatch, **env):
+    script = tmp_path / "python"
+    script.write_text(CASES.format(python=sys.executable))
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Provisioned("tf115", str(script), str(tmp_path), False, 0.0, {"python": "3.7.16"})
+
+
+@pytest.fixture
+def watched(setup):
+    matrix, run, paths = setup
+    return dataclasses.replace(matrix, settings=dataclasses.replace(
+        matrix.settings, stage_timeout_s=60, case_timeout_s=2)), run, paths
+
+
+def test_a_hanging_case_is_killed_and_recorded_alone(watched, tmp_path, monkeypatch):
+    matrix, run, paths = watched
+    result = run_stage(matrix, run, "create", cases_env(tmp_path, monkeypatch, HANG=HANG),
+                       paths, "r1")
+    records = {r["case_id"]: r for r in read_records(paths.records)}
+    assert result.counts == {"passed": planned(matrix, run, tmp_path) - 1, "timeout": 1}
+    hung = records[HANG]
+    assert hung["error_type"] == "CaseTimeout" and 2 <= hung["duration_s"] < 10
+    assert "longer than case_timeout_s (2s)" in hung["message"]
+    assert "worker main" in hung["message"]
+    assert not os.listdir(os.path.join(paths.root, "tmp", "create.tf115.tf1")) \
+        if os.path.exists(os.path.join(paths.root, "tmp", "create.tf115.tf1")) else True
+    with open(os.path.join(paths.root, "logs", "create.tf115.tf1.log")) as fh:
+        assert "starting it again for them" in fh.read()  # the main was the process killed
+
+
+def test_a_case_that_kills_its_process_is_crashed_alone(watched, tmp_path, monkeypatch):
+    matrix, run, paths = watched
+    result = run_stage(matrix, run, "create", cases_env(tmp_path, monkeypatch, DIE=HANG),
+                       paths, "r1")
+    records = {r["case_id"]: r for r in read_records(paths.records)}
+    assert result.counts == {"passed": planned(matrix, run, tmp_path) - 1, "crashed": 1}
+    assert "died while it ran" in records[HANG]["message"]
+
+
+def test_a_stage_run_again_runs_only_what_has_no_record(watched, tmp_path, monkeypatch):
+    matrix, run, paths = watched
+    first = run_stage(matrix, run, "create", cases_env(tmp_path, monkeypatch, DIE=HANG),
+                      paths, "r1")
+    crashed = {r["case_id"] for r in read_records(paths.records) if r["outcome"] == "crashed"}
+    with open(os.path.join(paths.records, "create.tf115.tf1.main.jsonl"), "a") as fh:
+        fh.write('{"case_id": "cut by a ki')  # a line cut by a killed process
+    again = run_stage(matrix, run, "create", cases_env(tmp_path, monkeypatch), paths, "r1")
+    assert again.counts == first.counts and crashed == {HANG}  # nothing ran twice
+    assert again.returncode is None  # no process was started
+    ids = [r["case_id"] for r in read_records(paths.records)]
+    assert len(ids) == len(set(ids)) == planned(matrix, run, tmp_path)
