@@ -5,13 +5,15 @@ it reads nothing but the records of a run directory, its plans (to tell whether
 the run is complete: ``completeness``) and, for the changes and the history, the
 reports of earlier runs, so the same records give the same report whether the
 matrix ran in one process or in many jobs.  Every JSON it writes is strict
-(``jsonio``: no NaN, a missing value is null).  ``latest/`` is replaced atomically
-(``latest``).
+(``jsonio``: no NaN, a missing value is null).  Everything they publish went through the
+run's ``redact.Redactor`` (no absolute host path, no private value; ``records/`` stays raw),
+and ``latest/`` is replaced atomically (``latest``).
 """
 from __future__ import annotations
 
 import json
 import os
+import platform
 from typing import Any
 
 from ..config import Matrix
@@ -34,13 +36,17 @@ def write_reports(run_dir: str, records: list[dict], matrix: Matrix, run: dict[s
     ``baseline``: None (no changes), a run directory or summary.json, ``last`` (the most
     recent earlier run under ``reports_dir``; a UserError when there is none) or ``auto``
     (that run when there is one).  ``reports_dir`` (default: the run directory's parent)
-    also gives the history: the earlier runs' summaries and this one.
+    also gives the history: the earlier runs' summaries and this one.  ``records``,
+    ``run`` and ``envs`` are published as the matrix's ``settings.publish`` allows and
+    through the run's redactor (``redact.for_run``).
     """
     from ..stages import read_facts
+    from ..wheel import PROJECT_ROOT
     from .completeness import check
     from .diff import changes, load_baseline, resolve_baseline
     from .history import collect
     from .html import render_html
+    from .redact import for_run, published_envs, published_run
     from .summary import summarize  # pandas is imported by the report code only
 
     reports_dir = reports_dir or os.path.dirname(os.path.abspath(run_dir))
@@ -50,7 +56,12 @@ def write_reports(run_dir: str, records: list[dict], matrix: Matrix, run: dict[s
     records = sorted((clean(r) for r in records),
                      key=lambda r: (r.get("stage") != "create", r["case_id"]))
     state = check(run_dir, matrix, records)
-    run = {**run, **state.run_fields()}
+    publish = matrix.settings.publish
+    redactor = for_run(run_dir, reports_dir, matrix, envs,
+                       hosts=[h for h in (run.get("host"), platform.node()) if h])
+    records = [redactor.record(r) for r in records]
+    run = redactor.tree(published_run({**run, **state.run_fields()}, publish, PROJECT_ROOT))
+    envs = redactor.tree(published_envs(envs, publish, matrix.settings.envs_dir))
     _write(os.path.join(run_dir, "results.jsonl"),  # records are clean already
            "".join(json.dumps(rec, sort_keys=True, allow_nan=False) + "\n" for rec in records))
     facts = read_facts(os.path.join(run_dir, "records"))
@@ -58,12 +69,13 @@ def write_reports(run_dir: str, records: list[dict], matrix: Matrix, run: dict[s
         flavours = sorted({r["keras"] for r in records
                            if r.get("env_id") == env_id and r.get("keras")})
         info["keras"] = ", ".join(flavours) or None
-        info["facts"] = facts.get(env_id, {})
+        info["facts"] = redactor.tree(facts.get(env_id, {}), env_id)
     summary = summarize(records, matrix, run, envs, state.missing)
     if base_path:
         base_summary, base_records = load_baseline(base_path)
-        summary["changes"] = changes(summary, records, base_summary, base_records, base_path,
-                                     missing=set(state.missing))
+        summary["changes"] = redactor.tree(changes(  # a baseline may be an older, raw one
+            summary, records, base_summary, base_records, base_path,
+            missing=set(state.missing)))
     summary["history"] = collect(reports_dir, run_dir, summary)
     write_json(os.path.join(run_dir, "summary.json"), summary, indent=2, sort_keys=True,
                default=str)

@@ -281,14 +281,19 @@ def _env_table(summary: dict[str, Any]) -> str:
         versions = "; ".join(f"{k} {v}" for k, v in _env_versions(info)) or "not installed"
         status = info.get("provisioned") or ""
         cls = ' class="infra-row"' if status == "error" else ""
+        env_vars = ", ".join(f"{k}={v}" for k, v in sorted((info.get("env_vars") or {})
+                                                           .items()))
         rows.append(f"<tr{cls} data-testid=\"env-row\"><td>{esc(env_id)}</td>"
                     f"<td>{esc(', '.join(info.get('modes') or []))}</td>"
+                    f"<td>{esc(env_vars)}</td>"
                     f"<td>{esc(versions)}</td><td>{esc(_keras_text(info))}</td>"
                     f"<td>{esc(info.get('backend') or '')}</td>"
                     f"<td>{esc(info.get('device') or '')}</td>"
                     f"<td>{esc(status)}</td></tr>")
     return ('<table class="plain" data-testid="env-table"><thead><tr><th>Environment</th>'
-            "<th>Modes</th><th>Installed versions</th><th>Keras</th><th>Backend</th>"
+            '<th>Modes</th><th title="a value the matrix does not publish '
+            '(settings.publish.env_vars) shows as &lt;hidden&gt;">Env vars</th>'
+            "<th>Installed versions</th><th>Keras</th><th>Backend</th>"
             "<th>Device</th><th>Provisioned</th></tr></thead><tbody>"
             + "".join(rows) + "</tbody></table>")
 

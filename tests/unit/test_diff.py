@@ -274,7 +274,7 @@ def test_fail_on_regression_exit_status(runs):
 def test_baseline_last_picks_the_latest_earlier_run(runs, tmp_path):
     dirs, report = runs
     assert report("full5")[0] == 0
-    # latest/ (a copy of full5 now) and a run that started later are never the baseline
+    # latest (a symlink to a copy of full5 now) and a run that started later are never the baseline
     _write_summary(tmp_path / "reports" / "later", "later", "2026-12-01T00:00:00Z")
     assert diff.resolve_baseline("last", dirs["regressed"], started_at="2026-11-21T21:10:00Z") \
         == os.path.join(dirs["full5"], "summary.json")
@@ -282,7 +282,8 @@ def test_baseline_last_picks_the_latest_earlier_run(runs, tmp_path):
     assert code == 0 and "## Changes since run full5" in out
     with open(os.path.join(dirs["regressed"], "summary.json")) as fh:
         summary = json.load(fh)
-    assert summary["changes"]["baseline"]["path"] == os.path.join(dirs["full5"], "summary.json")
+    # published relative to the reports directory (no host path)
+    assert summary["changes"]["baseline"]["path"] == "<reports>/full5/summary.json"
     assert [r["run_id"] for r in summary["history"]["runs"]] == ["full4", "full5", "regressed"]
     assert "## History (3 runs, oldest first)" in out
     with pytest.raises(UserError, match="--baseline last: no earlier run"):

@@ -251,3 +251,11 @@ def test_script_parses(matrix, tmp_path):
     path = tmp_path / "page.js"
     path.write_text(script)
     subprocess.run(["node", "--check", str(path)], check=True)
+
+
+def test_env_vars_shown_by_name_with_published_values(matrix):
+    envs = copy.deepcopy(ENVS)
+    envs["tf115"]["env_vars"] = {"TF_USE_LEGACY_KERAS": "1", "HUB_TOKEN": "<hidden>"}
+    summary = summarize(_records(), matrix, dict(RUN), envs)
+    page = render_html(summary, _records())
+    assert "<td>HUB_TOKEN=&lt;hidden&gt;, TF_USE_LEGACY_KERAS=1</td>" in page

@@ -48,7 +48,8 @@ def test_summary_and_markdown_golden(default_matrix_path, tmp_path):
     matrix = config.load(default_matrix_path)
     run_dir = tmp_path / "reports" / "r1"
     run_dir.mkdir(parents=True)
-    run = {"run_id": "r1", "git_commit": "abc123", "duration_s": 12.0}
+    # the sample's records were made on host "vm" (TF's messages name it)
+    run = {"run_id": "r1", "git_commit": "abc123", "duration_s": 12.0, "host": "vm"}
     envs = {"tf115": {"versions": {"tensorflow": "1.15.5", "tensorflow-hub": "0.12.0"}},
             "tf221-keras3": {"versions": {"tensorflow": "2.21.0", "tensorflow-hub": "0.16.1"}},
             "broken": {"versions": {}, "provisioned": "error"}}
