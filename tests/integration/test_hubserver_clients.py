@@ -176,11 +176,27 @@ def test_symlink_member_is_refused_by_the_client(run_in, tmp_path, env_id):
 
 @pytest.mark.parametrize("env_id", ENVS)
 def test_uncompressed_needs_a_gcs_location(run_in, tmp_path, env_id):
+    """The run's server (instrumented) answers the model root's path, which hub refuses."""
+    model = fake_model(tmp_path / "model")
+    with HubServer(dirs={"m": model}, instrument=True) as srv:
+        result = run_in(env_id, "resolve", srv.url + "/m", tmp_path / "cache",
+                        TFHUB_MODEL_LOAD_FORMAT="UNCOMPRESSED")
+        assert result.get("error_type") == "ValueError", result
+        assert "Expected server to return a GCS location" in result["error"]
+        assert str(model) in result["error"]  # the 303's body: the model root's path
+        assert [(r["status"], r["format"]) for r in srv.requests()] == [(303, "uncompressed")]
+
+
+@pytest.mark.parametrize("env_id", ENVS)
+def test_a_mirror_answers_uncompressed_with_advice_not_a_path(run_in, tmp_path, env_id):
+    """A mirror (not instrumented) never shows a local path: hub's ValueError quotes its
+    advice instead."""
     model = fake_model(tmp_path / "model")
     with HubServer(dirs={"m": model}) as srv:
         result = run_in(env_id, "resolve", srv.url + "/m", tmp_path / "cache",
                         TFHUB_MODEL_LOAD_FORMAT="UNCOMPRESSED")
         assert result.get("error_type") == "ValueError", result
         assert "Expected server to return a GCS location" in result["error"]
-        assert str(model) in result["error"]  # the 303's body: the model root's path
+        assert "TFHUB_MODEL_LOAD_FORMAT=COMPRESSED or AUTO" in result["error"]
+        assert str(tmp_path) not in result["error"]
         assert [(r["status"], r["format"]) for r in srv.requests()] == [(303, "uncompressed")]
