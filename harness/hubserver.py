@@ -117,6 +117,7 @@ RECV_SIZE = 65536
 ACCEPT_BATCH = 256  # connections accepted per turn of the loop
 SWEEP_S = 0.1  # how often the loop checks deadlines
 BACKLOG = 1024
+KEPT_REQUESTS = 10000  # requests kept in memory by a server that is not instrumented
 NOT_INSTRUMENTED = ("not found: /_harness/ is the harness's instrumentation, served only by "
                     "its own runs' server (instrument=True) to loopback clients")
 UNCOMPRESSED_REFUSED = ("this server does not serve uncompressed models (no gs:// location): "
@@ -579,7 +580,8 @@ class HubServer:
         """``http://HOST:PORT`` once started (no trailing slash; kept after stop())."""
         if self._thread is None:
             raise RuntimeError("HubServer.url: call start() first")
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def builds(self) -> list[str]:
@@ -647,13 +649,19 @@ class HubServer:
                         self._log_fh.write(dumps(self._log[self._written]) + "\n")
                         self._log_fh.flush()
                     self._written += 1
+                excess = len(self._log) - KEPT_REQUESTS
+                if not self.instrument and excess >= KEPT_REQUESTS // 10:  # a mirror's memory
+                    drop = min(excess, self._written)  # (written entries only: all complete)
+                    del self._log[:drop]
+                    self._written -= drop
             finally:
                 if slot is not None:
                     self._finishing -= 1
                     self._finished.notify_all()
 
     def requests(self, contains: str | None = None) -> list[dict[str, Any]]:
-        """Logged requests (those whose target contains ``contains``), oldest first."""
+        """Logged requests (those whose target contains ``contains``), oldest first; not
+        instrumented, only the last KEPT_REQUESTS or so (``log_path`` has every one)."""
         with self._lock:
             self._finished.wait_for(lambda: self._finishing == 0, timeout=FINISH_WAIT_S)
             return [dict(e) for e in self._log
