@@ -560,6 +560,46 @@ def test_internal_errors_name_no_path_unless_instrumented(server, mirror, monkey
     assert "PermissionError" in capfd.readouterr().err  # the traceback: in the server's output
 
 
+def test_the_runtime_reads_the_instrumented_server(server, mirror):
+    """What the stage processes ask the run's server: its health, and its log by token."""
+    from types import SimpleNamespace
+
+    from harness.runtime.formats.handle import TOKEN, downloads
+    from harness.runtime.plugin import hub_server_down
+    assert hub_server_down(server.url) is None
+    assert "404" in hub_server_down(mirror.url)  # a mirror is no run's server
+    fetch(with_format(f"{server.url}/m?{TOKEN}=t123"))
+    got = downloads(SimpleNamespace(hub_url=server.url), "t123")
+    assert [(r["path"], r["status"]) for r in got] == [("/m", 200)]
+
+
+def test_a_mirror_keeps_only_the_last_requests_in_memory(tmp_path, model, monkeypatch):
+    monkeypatch.setattr("harness.hubserver.KEPT_REQUESTS", 10)
+    log = tmp_path / "mirror.jsonl"
+    with HubServer(dirs={"m": model}, log_path=log) as mirror, \
+            HubServer(dirs={"m": model}, instrument=True) as run_server:
+        for i in range(25):
+            fetch(f"{mirror.url}/nothing-{i}")
+            fetch(f"{run_server.url}/nothing-{i}")
+        kept = [r["path"] for r in mirror.requests()]
+        assert 10 <= len(kept) <= 11 and kept[-1] == "/nothing-24"
+        assert len(run_server.requests()) == 25  # a run's server keeps its whole log
+    assert len(log.read_text().splitlines()) == 25  # --log has every one
+
+
+def test_ipv6_loopback(model):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    try:
+        srv = HubServer(dirs={"m": model}, host="::1", instrument=True).start()
+    except UserError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    with srv:
+        assert srv.url == f"http://[::1]:{srv.port}"
+        assert fetch(srv.url + "/m/saved_model.pb")[2] == FILES["saved_model.pb"]
+        assert fetch(srv.url + "/_harness/health")[0] == 200  # Host: [::1]:PORT is loopback
+
+
 # ---- under load: a pool, a cap, timeouts ------------------------------------------------
 
 def server_threads(srv):
