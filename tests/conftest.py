@@ -1,6 +1,9 @@
+import contextlib
 import json
 import os
+import shutil
 import signal
+import tempfile
 
 import pytest
 
@@ -13,6 +16,60 @@ signal.signal(signal.SIGINT, signal.default_int_handler)
 signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftovers(tmp_path_factory):
+    """Whatever a test does or suffers, it leaves no process and no temporary directory.
+
+    This process becomes the subreaper of everything the tests start (an orphan is
+    reparented here, not to init), and the system's temporary directory is one of the
+    session's own (TMPDIR, inherited by every child); at the end, every process still
+    below this one is killed and that directory is removed.
+    """
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the tests' own clean-up only
+        pass
+    tmp = str(tmp_path_factory.mktemp("tmpdir"))
+    saved = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"], tempfile.tempdir = tmp, None
+    yield
+    left = _descendants(os.getpid())
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    if saved is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved
+    tempfile.tempdir = None
+    shutil.rmtree(tmp, ignore_errors=True)
+    if left:
+        print(f"\nconftest: killed {len(left)} processes the tests left behind: {left}")
+
+
+def _descendants(pid):
+    children = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] not in ("Z", "X"):
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], list(children.get(pid, ()))
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, ()))
+    return found
 RESOURCES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resources")
 
 
