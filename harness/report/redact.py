@@ -35,7 +35,7 @@ from typing import Any, Iterable
 HIDDEN = "<hidden>"
 HUB = "<hub>"
 _SEGMENT = r"(?:/[\w.+@%~-]+)"
-_START = r"(?<![\w.~-])"  # a path starts here (not inside a word or another path)
+_START = r"(?=/)(?<![\w.~-])"  # a path starts here (not in a word or a path); "/" first: fast
 _END = r"(?![\w.+@%~-])"  # and its root ends at a "/" or the end of the path
 # after the known roots: any install's site-packages and standard library (then the
 # broad roots: pyenv, temporary, home), then any temporary or home directory
