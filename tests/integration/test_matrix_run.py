@@ -150,6 +150,68 @@ def test_every_json_file_of_the_run_is_strict_json(first_run, tmp_path, strict_j
     assert summary["run"]["complete"] is True and summary["run"]["missing_cases"] == 0
 
 
+PUBLISHED = ("compat.md", "index.html", "summary.json", "results.jsonl")
+
+
+def _private_in(text, run_dir, port, secrets=()):
+    """What of this machine a published text shows (an empty list: nothing)."""
+    import platform
+    import re
+    found = [p for p in {str(run_dir), os.path.realpath(run_dir), str(run_dir.parent),
+                         os.path.join(ROOT, ".envs"), os.path.expanduser("~") + "/",
+                         f"127.0.0.1:{port}", *secrets} if p in text]
+    found += re.findall(r"(?<![\w.>~-])/(?:root|tmp|home)\b[^\s\"']{0,60}", text)[:3]
+    found += re.findall(r"(?<![\w>])/(?:[\w.+@-]+/)+(?:site|dist)-packages", text)[:3]
+    host = platform.node()
+    if host and host != "localhost":
+        found += re.findall(r"(?<![\w.-])" + re.escape(host) + r"(?![\w-]|\.\w)", text)[:3]
+    return found
+
+
+def test_published_files_hold_nothing_of_this_machine(first_run, workdir, tmp_path):
+    """compat.md, index.html, summary.json and results.jsonl of a real run: no run, envs,
+    home, /root, /tmp or site-packages path, no host name, no hub server port; the env var
+    the matrix publishes shows its value, any other only its name (a run reported with a
+    private value in its env, its old summary and a record's message)."""
+    _, _, summary, run_dir = first_run
+    with open(next((run_dir / "plans").glob("consume.*.json"))) as fh:
+        port = json.load(fh)["hub_url"].rsplit(":", 1)[1]
+    for name in PUBLISHED:
+        assert _private_in((run_dir / name).read_text(), run_dir, port) == [], name
+    assert summary["run"]["host"] == "<hidden>" and summary["run"]["matrix"] == "matrix.yaml"
+    assert summary["envs"]["tf221-tfkeras"]["env_vars"] == {"TF_USE_LEGACY_KERAS": "1"}
+    assert summary["envs"]["tf115"]["location"].startswith("<envs>/py3.7-")
+    records = (run_dir / "results.jsonl").read_text()
+    assert "<env:tf221-tfkeras>/site-packages/" in records and "<run>/store/" in records
+    raw = "".join(p.read_text() for p in (run_dir / "records").glob("*.jsonl"))
+    assert os.path.join(ROOT, ".envs") in raw  # records/ keep the raw evidence
+    # the same run with a private value: harness report of a copy, the value in the matrix's
+    # env, in the old summary (as an older harness wrote it) and quoted by a message
+    secret = "tfhub-compat-private-7f3a9c"
+    copy = tmp_path / "reports" / "it1"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("store", "tfhub_cache", "work"))
+    old = json.loads((copy / "summary.json").read_text())
+    old["envs"]["tf221-tfkeras"]["env_vars"]["HUB_TOKEN"] = secret
+    (copy / "summary.json").write_text(json.dumps(old))
+    with open(copy / "records" / "private.gw0.jsonl", "w") as fh:
+        rec = json.loads(records.splitlines()[0])
+        fh.write(json.dumps(dict(rec, case_id=rec["case_id"] + "-private", outcome="error",
+                                 message=f"Authorization: Bearer {secret}")) + "\n")
+    matrix = yaml.safe_load((workdir / "matrix.yaml").read_text())
+    env = next(e for e in matrix["envs"] if e["id"] == "tf221-tfkeras")
+    env["env_vars"] = dict(env["env_vars"], HUB_TOKEN=secret)
+    (tmp_path / "matrix.yaml").write_text(yaml.safe_dump(matrix, sort_keys=False))
+    proc = harness("report", "--matrix", str(tmp_path / "matrix.yaml"), str(copy))
+    assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    for name in PUBLISHED:
+        text = (copy / name).read_text()
+        assert _private_in(text, run_dir, port, (secret, str(copy), str(tmp_path))) == [], name
+    rebuilt = json.loads((copy / "summary.json").read_text())
+    assert rebuilt["envs"]["tf221-tfkeras"]["env_vars"] == {"TF_USE_LEGACY_KERAS": "1",
+                                                            "HUB_TOKEN": "<hidden>"}
+    assert "HUB_TOKEN=&lt;hidden&gt;" in (copy / "index.html").read_text()
+
+
 def test_tf115_creates_both_formats_and_loads_its_own(first_run):
     _, records, _, _ = first_run
     assert records[TF115_SAVED]["outcome"] == "passed"
