@@ -1,9 +1,10 @@
 """Earlier runs under a reports directory: finding them, and the history of levels.
 
-A run is a directory of the reports directory (never ``latest/``, a copy) with a
-readable ``summary.json`` whose ``run.started_at`` orders it.  The history is
-what the report shows over time: every documents' cell's level and every
-env x mode's passed/attempted count, one value per run, oldest first.
+A run is a directory of the reports directory (never ``latest``, a symlink to a copy, nor
+the ``.latest-*`` copies themselves: no name starting with ".") with a readable
+``summary.json`` whose ``run.started_at`` orders it.  The history is what the report shows
+over time: every documents' cell's level and every env x mode's passed/attempted count,
+one value per run, oldest first.
 """
 from __future__ import annotations
 
