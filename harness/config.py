@@ -5,6 +5,7 @@ not installed here (found 3.7, 3.11); install it or drop the env``.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
@@ -19,7 +20,7 @@ from .errors import ConfigError
 from .interpreters import find_interpreter, installed_versions
 from .registry import formats as known_formats
 from .runtime.cases import COLUMN_OF_MODE, MODES, OPERATIONS
-from .usermodels import NAME, user_model
+from .usermodels import FETCH_KEYS, NAME, FetchLimits, user_model
 
 BACKENDS = ("venv",)
 DEVICES = ("cpu", "gpu")
@@ -85,6 +86,7 @@ class Settings:
     rtol: float
     case_timeout_s: int = 300
     publish: Publish = field(default_factory=Publish)
+    fetch: FetchLimits = field(default_factory=FetchLimits)
 
 
 @dataclass(frozen=True)
@@ -200,7 +202,7 @@ def validate(raw: Any, path: str, check_interpreters: bool = True) -> Matrix:
     settings = _settings(c, top.get("settings", {}), base)
     envs = _envs(c, top["envs"], check_interpreters)
     models = _models(c, top.get("models", [{"name": "mlp", "definition": "models/mlp.json"}]),
-                     base)
+                     base, settings.fetch)
     expectations = _expectations(c, top["expectations"])
     return Matrix(os.path.abspath(path), settings, envs, models, expectations)
 
@@ -208,7 +210,7 @@ def validate(raw: Any, path: str, check_interpreters: bool = True) -> Matrix:
 def _settings(c: _Checker, raw: Any, base: str) -> Settings:
     s = c.mapping(raw, "settings", (), ("envs_dir", "reports_dir", "workers", "parallel",
                                          "stage_timeout_s", "case_timeout_s", "tolerance",
-                                         "publish"))
+                                         "publish", "fetch"))
     workers = c.typed(s.get("workers", 1), "settings.workers", int)
     if workers < 0:
         raise c.fail("settings.workers", "must be >= 0 (0 runs cases in the pytest process)")
@@ -241,8 +243,22 @@ def _settings(c: _Checker, raw: Any, base: str) -> Settings:
                          "name (letters, digits, '_'; not a digit first)")
     publish = Publish(c.typed(pub.get("host", False), "settings.publish.host", bool),
                       tuple(names))
+    fetch = _fetch_limits(c, c.mapping(s.get("fetch", {}), "settings.fetch", (), FETCH_KEYS),
+                          "settings.fetch", FetchLimits())
     return Settings(path_of("envs_dir", ".envs"), path_of("reports_dir", "reports"),
-                    workers, parallel, timeout, atol, rtol, case_timeout, publish)
+                    workers, parallel, timeout, atol, rtol, case_timeout, publish, fetch)
+
+
+def _fetch_limits(c: _Checker, raw: dict, where: str, base: FetchLimits) -> FetchLimits:
+    """``base`` with the fetch caps ``raw`` sets (numbers > 0)."""
+    changes = {}
+    for key in FETCH_KEYS:
+        if key in raw:
+            value = c.typed(raw[key], _join(where, key), float)
+            if not value > 0:
+                raise c.fail(_join(where, key), "must be > 0")
+            changes[key] = float(value)
+    return dataclasses.replace(base, **changes)
 
 
 def _envs(c: _Checker, raw: Any, check_interpreters: bool) -> tuple[Env, ...]:
@@ -303,18 +319,21 @@ def _is_xy(version: str) -> bool:
     return len(parts) == 2 and all(p.isdigit() for p in parts)
 
 
-def _models(c: _Checker, raw: Any, base: str) -> tuple[Model, ...]:
+def _models(c: _Checker, raw: Any, base: str, fetch: FetchLimits) -> tuple[Model, ...]:
     """Fixture models (``definition``: a JSON file) and users' models (``handle``)."""
     c.typed(raw, "models", list)
     models: list[Model] = []
     for i, item in enumerate(raw):
         where = f"models[{i}]"
         if isinstance(item, dict) and "handle" in item:
-            m = c.mapping(item, where, ("name", "handle"), ("format", "inputs", "signature"))
+            m = c.mapping(item, where, ("name", "handle"),
+                          ("format", "inputs", "signature") + FETCH_KEYS)
             for key in m:
-                c.typed(m[key], f"{where}.{key}", str)
+                if key not in FETCH_KEYS:
+                    c.typed(m[key], f"{where}.{key}", str)
             spec = user_model(m["handle"], m.get("format", "auto"), m.get("inputs"),
-                              m.get("signature"), m["name"], f"{c.path}: {where}", base)
+                              m.get("signature"), m["name"], f"{c.path}: {where}", base,
+                              _fetch_limits(c, m, where, fetch))
             model = Model(spec["name"], spec["handle"], spec)
         else:
             m = c.mapping(item, where, ("name", "definition"))

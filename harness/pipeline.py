@@ -120,7 +120,8 @@ def load(options: Options) -> Matrix:
     """load + validate: a bad matrix.yaml raises ConfigError (one line, exit 2).
 
     ``--model`` replaces the matrix's models with the user's (checked here: a
-    model that cannot be read is a one-line error before anything runs).
+    model that cannot be read is a one-line error before anything runs; a URL is
+    fetched under the matrix's ``settings.fetch``).
     """
     matrix = config.load(options.matrix)
     if not options.models:
@@ -128,7 +129,7 @@ def load(options: Options) -> Matrix:
     models: list[config.Model] = []
     for handle in options.models:
         spec = user_model(handle, options.model_format, options.model_inputs,
-                          where=f"--model {handle}")
+                          where=f"--model {handle}", fetch=matrix.settings.fetch)
         name, n = spec["name"], 2
         while any(m.name == spec["name"] for m in models):
             spec["name"], n = f"{name}-{n}", n + 1
