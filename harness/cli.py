@@ -124,6 +124,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     from . import config
     if args.command == "validate":
         matrix = config.load(args.matrix)
+        config.check_dirs(matrix, args.matrix)
+        for warning in config.unprovisionable(matrix, args.matrix):  # the other envs run
+            print(f"warning: {warning}", file=sys.stderr)
         runs = sum(len(e.modes) for e in matrix.envs)
         print(f"{args.matrix}: ok ({len(matrix.envs)} envs, {runs} env x mode, "
               f"{len(matrix.expectations)} expectations)")

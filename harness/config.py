@@ -10,6 +10,8 @@ import difflib
 import json
 import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +19,7 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
 from .errors import ConfigError
-from .interpreters import find_interpreter, installed_versions
+from .interpreters import find_interpreter, not_installed
 from .registry import formats as known_formats
 from .runtime.cases import COLUMN_OF_MODE, MODES, OPERATIONS
 from .usermodels import FETCH_KEYS, NAME, FetchLimits, user_model
@@ -177,7 +179,12 @@ def _join(where: str, key: Any) -> str:
 
 
 def load(path: str, check_interpreters: bool = True) -> Matrix:
-    """Read and validate ``path``; raise ConfigError (one line) on any problem."""
+    """Read and validate ``path``; raise ConfigError (one line) on any problem.
+
+    A missing interpreter is no problem of the matrix (its env's runs become env_error
+    records; ``unprovisionable`` lists them): ``check_interpreters`` is ignored, kept for
+    callers. ``check_dirs`` checks the settings' directories (``validate`` and ``run``).
+    """
     try:
         with open(path) as fh:
             raw = yaml.safe_load(fh)
@@ -200,7 +207,7 @@ def validate(raw: Any, path: str, check_interpreters: bool = True) -> Matrix:
         raise c.fail("schema_version", f"unsupported version {top['schema_version']}; use 1")
     base = os.path.dirname(os.path.abspath(path))
     settings = _settings(c, top.get("settings", {}), base)
-    envs = _envs(c, top["envs"], check_interpreters)
+    envs = _envs(c, top["envs"])
     models = _models(c, top.get("models", [{"name": "mlp", "definition": "models/mlp.json"}]),
                      base, settings.fetch)
     expectations = _expectations(c, top["expectations"])
@@ -261,7 +268,51 @@ def _fetch_limits(c: _Checker, raw: dict, where: str, base: FetchLimits) -> Fetc
     return dataclasses.replace(base, **changes)
 
 
-def _envs(c: _Checker, raw: Any, check_interpreters: bool) -> tuple[Env, ...]:
+def check_dirs(matrix: Matrix, shown: str | None = None) -> None:
+    """``settings.reports_dir`` and ``envs_dir`` are (or can be made) directories this
+    process can write, or ConfigError (one line, naming the matrix as ``shown``, default
+    its path). Leaves nothing behind."""
+    for key in ("reports_dir", "envs_dir"):
+        problem = _dir_problem(getattr(matrix.settings, key))
+        if problem:
+            raise ConfigError(shown or matrix.path, f"settings.{key}", f"{problem}; set "
+                              f"settings.{key} to a directory you can write (or make it "
+                              "writable)")
+
+
+def _dir_problem(path: str) -> str | None:
+    existing = path
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        what = "is not a directory" if existing == path else \
+            f"cannot be created: {existing} is not a directory"
+        return f"{path} {what}"
+    try:  # create what is missing (or a file in it) inside a probe, then remove the probe
+        probe = tempfile.mkdtemp(prefix=".tfhub-compat-probe-", dir=existing)
+    except OSError as exc:
+        if existing == path:
+            return f"{path} is not writable ({exc.strerror})"
+        return f"{path} cannot be created: {existing} takes no new directory ({exc.strerror})"
+    try:
+        os.makedirs(os.path.join(probe, os.path.relpath(path, existing)), exist_ok=True)
+    except OSError as exc:
+        return f"{path} cannot be created in {existing}: {exc.strerror}"
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+    return None
+
+
+def unprovisionable(matrix: Matrix, shown: str | None = None) -> list[str]:
+    """One line per env whose interpreter is not installed here: its runs become env_error
+    records (the others run); ``harness validate`` warns with these."""
+    shown = shown or matrix.path
+    return [f"{shown}: envs[{i}] ({env.id}): {not_installed(env.python)}; its runs will be "
+            "env_error records" for i, env in enumerate(matrix.envs)
+            if find_interpreter(env.python) is None]
+
+
+def _envs(c: _Checker, raw: Any) -> tuple[Env, ...]:
     c.typed(raw, "envs", list)
     if not raw:
         raise c.fail("envs", "must list at least one environment")
@@ -286,10 +337,6 @@ def _envs(c: _Checker, raw: Any, check_interpreters: bool) -> tuple[Env, ...]:
         if not _is_xy(python):
             raise c.fail(f"{where}.python", f"{python!r}: write the version as \"3.11\" "
                                             "(quoted, major.minor)")
-        if check_interpreters and find_interpreter(python) is None:
-            found = ", ".join(installed_versions()) or "none"
-            raise c.fail(f"{where}.python", f"{python} is not installed here (found {found}); "
-                                            f"install it (pyenv install {python}) or drop the env")
         packages = c.str_list(e["packages"], f"{where}.packages")
         for j, req in enumerate(packages):
             try:

@@ -63,3 +63,10 @@ def installed_versions() -> list[str]:
             if m:
                 found.add(m.group(1))
     return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".")))
+
+
+def not_installed(version: str) -> str:
+    """The one line saying that Python ``version`` is missing, and how to get it."""
+    found = ", ".join(installed_versions()) or "none"
+    return (f"Python {version} is not installed here (found {found}); install it "
+            f"(pyenv install {version}) or drop the env")

@@ -121,9 +121,11 @@ def load(options: Options) -> Matrix:
 
     ``--model`` replaces the matrix's models with the user's (checked here: a
     model that cannot be read is a one-line error before anything runs; a URL is
-    fetched under the matrix's ``settings.fetch``).
+    fetched under the matrix's ``settings.fetch``). An unusable ``reports_dir`` or
+    ``envs_dir`` is a one-line error here too.
     """
     matrix = config.load(options.matrix)
+    config.check_dirs(matrix, options.matrix)
     if not options.models:
         return matrix
     models: list[config.Model] = []

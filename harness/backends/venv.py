@@ -19,7 +19,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..config import Env
 from ..expand import install_key
-from ..interpreters import find_interpreter
+from ..interpreters import find_interpreter, not_installed
 from ..jsonio import write_json
 from . import Provisioned, ProvisionError
 
@@ -105,7 +105,7 @@ class VenvBackend:
         started = time.monotonic()
         interpreter = find_interpreter(env.python)
         if interpreter is None:
-            raise ProvisionError(f"Python {env.python} is not installed on this machine")
+            raise ProvisionError(not_installed(env.python))
         where = self.location(env)
         python = os.path.join(where, "bin", "python")
         marker_path = os.path.join(where, MARKER)

@@ -1,7 +1,9 @@
 """Hostile input to a real ``harness run`` process: users' archives and servers that
-misbehave (a traversal member, a gzip bomb, a trickling server). Each is one line, exit 2,
+misbehave (a traversal member, a gzip bomb, a trickling server) and a matrix with an env
+whose Python is not installed. Each is one line, exit 2 (or env_error records and exit 1),
 no traceback, quickly; none of them needs a TensorFlow env, so they carry no marker."""
 import io
+import json
 import os
 import subprocess
 import sys
@@ -133,3 +135,21 @@ def test_model_url_is_one_line_exit_2(tmp_path, respond, fetch, message, within)
     assert seconds < within + 15  # (the process's start-up, on a loaded machine)
     assert not (tmp_path / "reports").exists()  # refused before the run began
 
+
+def test_missing_interpreter_is_env_error_and_the_run_goes_on(tmp_path):
+    """A run of the one env whose Python is not installed: its cases are env_error records
+    naming the version and ``pyenv install``, the report is written, exit 1."""
+    py34 = {"id": "py34", "python": "3.4", "packages": ["tensorflow==1.15.5"], "modes": ["tf1"]}
+    matrix = _matrix(tmp_path, extra_envs=[py34])
+    proc, _ = _harness("validate", "--matrix", str(matrix))
+    assert proc.returncode == 0 and "envs[1] (py34): Python 3.4 is not installed" in proc.stderr
+    proc, _ = _harness("run", "--matrix", str(matrix), "--env", "py34", "--run-id", "r",
+                       timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    with open(tmp_path / "reports" / "r" / "results.jsonl") as fh:
+        records = [json.loads(line) for line in fh]
+    assert records and {r["env_id"] for r in records} == {"py34"}
+    assert {r["outcome"] for r in records} == {"env_error"}
+    assert all("Python 3.4 is not installed here" in r["message"]
+               and "pyenv install 3.4" in r["message"] for r in records)

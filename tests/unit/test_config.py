@@ -91,11 +91,16 @@ def test_duplicate_expectation(raw, tmp_path):
     assert "duplicate expectation for tf1_hub/load/tf1" in error_of(raw, tmp_path)
 
 
-def test_interpreter_not_installed(raw, tmp_path):
+def test_interpreter_not_installed_is_no_validation_error(raw, tmp_path):
+    """Only that env's runs are env_error (when it is in the run): ``unprovisionable``
+    says which, for ``harness validate``'s warning."""
     raw["envs"][0]["python"] = "3.99"
-    msg = error_of(raw, tmp_path)
-    assert "envs[0].python: 3.99 is not installed here (found " in msg
-    assert "install it (pyenv install 3.99) or drop the env" in msg
+    matrix = check(raw, tmp_path)
+    (line,) = config.unprovisionable(matrix)
+    assert line.startswith(f"{tmp_path / 'matrix.yaml'}: envs[0] (tf115): Python 3.99 is not "
+                           "installed here (found ")
+    assert line.endswith("; install it (pyenv install 3.99) or drop the env; its runs will be "
+                         "env_error records")
 
 
 def test_python_read_as_number(raw, tmp_path):
@@ -152,3 +157,121 @@ def test_cli_one_line_exit_2(raw, tmp_path, command):
 def test_parallel_must_be_positive(raw, tmp_path):
     raw["settings"]["parallel"] = 0
     assert "settings.parallel: must be >= 1" in error_of(raw, tmp_path)
+
+
+# --- settings' directories: one line naming the setting and the fix, for validate and run ---
+
+def _file(tmp_path):
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    return f
+
+
+def _unwritable_readonly_dir(tmp_path):
+    """A directory this process cannot write in (root ignores mode bits: skip then)."""
+    if os.geteuid() == 0:
+        pytest.skip("root writes everywhere mode bits forbid it")
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o555)
+    return d / "reports"
+
+
+@pytest.mark.parametrize("key", ["reports_dir", "envs_dir"])
+@pytest.mark.parametrize("make, message", [
+    (lambda t: "/etc/hostname/reports" if os.path.isfile("/etc/hostname") else
+     str(_file(t) / "reports"), "cannot be created: {parent} is not a directory"),
+    (lambda t: str(_file(t)), "{path} is not a directory"),
+    (lambda t: str(_file(t) / "deeper" / "still"), "cannot be created: {file} is not a directory"),
+    (lambda t: "/proc/tfhub-compat-reports", "cannot be created: /proc takes no new directory"),
+    (lambda t: str(t / ("x" * 300)), "cannot be created in {tmp}: File name too long"),
+    (_unwritable_readonly_dir, "cannot be created: {parent} takes no new directory"),
+], ids=["under-a-file", "a-file", "deep-under-a-file", "proc", "name-too-long", "read-only"])
+def test_unusable_directory_setting(raw, tmp_path, key, make, message):
+    path = make(tmp_path)
+    raw["settings"][key] = path
+    matrix = check(raw, tmp_path)  # loading still works: `harness plan` needs no directory
+    with pytest.raises(ConfigError) as info:
+        config.check_dirs(matrix)
+    text = str(info.value)
+    expected = message.format(path=path, parent=os.path.dirname(path),
+                              file=tmp_path / "a-file", tmp=tmp_path)
+    assert text.startswith(f"{tmp_path / 'matrix.yaml'}: settings.{key}: {path} "), text
+    assert expected in text, text
+    assert text.endswith(f"; set settings.{key} to a directory you can write (or make it "
+                         "writable)")
+    assert "\n" not in text
+
+
+def test_usable_directories_leave_nothing_behind(raw, tmp_path):
+    raw["settings"].update(reports_dir=str(tmp_path / "new" / "reports"),
+                           envs_dir=str(tmp_path / "envs"))
+    (tmp_path / "envs").mkdir()
+    config.check_dirs(check(raw, tmp_path))
+    assert not (tmp_path / "new").exists()  # checked inside a probe, then removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["envs", "matrix.yaml", "models"]
+
+
+def _cli(path, *args):
+    return subprocess.run([sys.executable, "-m", "harness", *args, "--matrix", str(path)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize("key", ["reports_dir", "envs_dir"])
+def test_cli_unusable_directory_one_line_exit_2(raw, tmp_path, command, key):
+    raw["settings"].update(reports_dir=str(tmp_path / "reports"), envs_dir=str(tmp_path / "envs"))
+    raw["settings"][key] = str(_file(tmp_path) / "sub")
+    check(raw, tmp_path)
+    proc = _cli(tmp_path / "matrix.yaml", command)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert (f"error: {tmp_path / 'matrix.yaml'}: settings.{key}: {tmp_path / 'a-file' / 'sub'} "
+            f"cannot be created: {tmp_path / 'a-file'} is not a directory; set settings.{key} "
+            "to a directory you can write") in proc.stderr
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "envs").exists()
+
+
+def test_cli_validate_warns_about_a_missing_interpreter(raw, tmp_path):
+    raw["settings"].update(reports_dir=str(tmp_path / "reports"), envs_dir=str(tmp_path / "envs"))
+    raw["envs"].append({"id": "py34", "python": "3.4", "packages": ["tensorflow==1.0"],
+                        "modes": ["tf1"]})
+    check(raw, tmp_path)
+    proc = _cli(tmp_path / "matrix.yaml", "validate")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"{tmp_path / 'matrix.yaml'}: ok (7 envs, ")
+    (warning,) = proc.stderr.splitlines()
+    assert warning.startswith(f"warning: {tmp_path / 'matrix.yaml'}: envs[6] (py34): Python 3.4 "
+                              "is not installed here (found ")
+    assert "install it (pyenv install 3.4) or drop the env; its runs will be env_error" in warning
+
+
+def test_missing_interpreter_is_env_error_of_its_env_only(raw, tmp_path, monkeypatch):
+    """A run narrowed to other envs never meets it; a run with it provisions it with the real
+    venv backend, whose ProvisionError becomes that env's env_error records."""
+    from harness import pipeline
+    from harness.backends import ProvisionError
+    from harness.backends.venv import VenvBackend
+    raw["settings"].update(reports_dir=str(tmp_path / "reports"), envs_dir=str(tmp_path / "envs"))
+    raw["envs"].append({"id": "py34", "python": "3.4", "packages": ["tensorflow==1.0"],
+                        "modes": ["tf1"]})
+    check(raw, tmp_path)
+    options = pipeline.Options(matrix=str(tmp_path / "matrix.yaml"), envs=("tf115",))
+    matrix = pipeline.load(options)
+    selection = pipeline.select(matrix, options)
+    assert {r.env.id for r in selection.create + selection.consume} == {"tf115"}
+
+    with pytest.raises(ProvisionError) as info:
+        VenvBackend(str(tmp_path / "envs"), "harness.whl", "id").provision(matrix.env("py34"))
+    assert str(info.value).startswith("Python 3.4 is not installed here (found ")
+    assert str(info.value).endswith("install it (pyenv install 3.4) or drop the env")
+
+    options = pipeline.Options(matrix=str(tmp_path / "matrix.yaml"), envs=("py34",),
+                               run_id="r")
+    selection = pipeline.select(matrix, options)
+    run = pipeline.Run(matrix, selection, "r", pipeline.RunPaths(str(tmp_path / "run")))
+    monkeypatch.setattr(pipeline, "build_wheel", lambda cache: ("harness.whl", "id"))
+    pipeline.provision(run)
+    assert list(run.provisioned) == ["py34"]
+    assert isinstance(run.provisioned["py34"], ProvisionError)
+    assert "pyenv install 3.4" in str(run.provisioned["py34"])
