@@ -12,8 +12,9 @@ an older version is swapped for the symlink (``renameat2(RENAME_EXCHANGE)`` wher
 kernel has it) and removed.
 
 Which run may replace it is the caller's decision (``keep_reason``): a complete run of
-the whole selection that is the newest complete run under the reports directory; a
-``--case`` repro or ``harness report`` of an older run leaves it as it is.
+the whole matrix that is the newest such run under the reports directory; a run narrowed
+by ``--env``, ``--mode``, ``--case`` or ``--model`` and ``harness report`` of an older run
+leave it as it is.
 """
 from __future__ import annotations
 
@@ -113,7 +114,7 @@ def keep_reason(run_dir: str, reports_dir: str, started_at: str | None,
     from .completeness import read_run_file
     from .history import earlier_runs
     if _narrowed(run_file):
-        return "a --case run"
+        return "not a run of the whole matrix (--env, --mode, --case or --model)"
     if not started_at:
         return None
     newer = [path for path, summary in earlier_runs(reports_dir, run_dir)
@@ -126,6 +127,9 @@ def keep_reason(run_dir: str, reports_dir: str, started_at: str | None,
 
 
 def _narrowed(run_file: dict[str, Any] | None) -> bool:
-    """A run.json whose stages ran ``--case`` selections only."""
+    """A run.json of a run that was not the whole matrix: ``--case`` selections, or
+    options narrowing it (``--env``, ``--mode``, ``--case``, ``--model``)."""
     stages = (run_file or {}).get("stages") or []
-    return any(isinstance(s, dict) and s.get("select") is not None for s in stages)
+    options = (run_file or {}).get("options") or {}
+    return any(isinstance(s, dict) and s.get("select") is not None for s in stages) or \
+        any(options.get(k) for k in ("envs", "modes", "case", "models"))

@@ -151,7 +151,11 @@ def test_keep_reason_case_runs_and_older_runs(tmp_path):
     assert keep_reason(old, str(reports), "2026-12-01T00:00:00Z", whole) == "run new is newer"
     newest = str(reports / "new")
     assert keep_reason(newest, str(reports), "2026-12-02T00:00:00Z", whole) is None
-    assert keep_reason(newest, str(reports), "2026-12-02T00:00:00Z", case) == "a --case run"
+    narrowed = "not a run of the whole matrix (--env, --mode, --case or --model)"
+    assert keep_reason(newest, str(reports), "2026-12-02T00:00:00Z", case) == narrowed
+    for option, value in (("envs", ["tf115"]), ("modes", ["tf2"]), ("models", ["/m"])):
+        only = dict(whole, options={"envs": [], "modes": [], "models": [], option: value})
+        assert keep_reason(newest, str(reports), "2026-12-02T00:00:00Z", only) == narrowed
     assert keep_reason(newest, str(reports), None, None) is None
 
 
