@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -199,8 +200,9 @@ def resume(options: Options) -> Run:
         raise UserError(f"--resume {options.resume}: run {data.get('run_id')} was started by "
                         "an older harness that did not save its options; start a new run")
     run_id = str(data["run_id"])
-    saved = Options(**{k: tuple(v) if isinstance(v, list) else v
-                       for k, v in data["options"].items()}, run_id=run_id)
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                              for k, v in data["options"].items()}
+    saved = Options(**values, run_id=run_id)
     saved.matrix = str(data.get("matrix") or saved.matrix)  # the one the run was planned with
     matrix = load(saved)
     selection = select(matrix, saved)
@@ -330,17 +332,23 @@ def serve_store(run: Run) -> Iterator[None]:
     """The hub server over this run's model store, for the consume stage's handle cases.
 
     Faults are enabled (the cases ask for them per request); every request is logged
-    to ``reports/<run-id>/hubserver.jsonl`` as it finishes.
+    to ``reports/<run-id>/hubserver.jsonl`` as it finishes. Its archives are built in
+    ``reports/<run-id>/tmp/hubserver`` (removed after; a killed run leaves nothing in the
+    system's temporary directory).
     """
     os.makedirs(run.paths.store, exist_ok=True)
-    with HubServer(store=run.paths.store, faults=True, instrument=True,
-                   log_path=os.path.join(run.paths.root, "hubserver.jsonl")) as server:
-        run.hub_url = server.url
-        log(f"hub server: {server.url}/ serves {run.paths.store}")
-        try:
-            yield
-        finally:
-            run.hub_url = None
+    cache = run.paths.sub(os.path.join("tmp", "hubserver"))
+    try:
+        with HubServer(store=run.paths.store, faults=True, instrument=True, cache_dir=cache,
+                       log_path=os.path.join(run.paths.root, "hubserver.jsonl")) as server:
+            run.hub_url = server.url
+            log(f"hub server: {server.url}/ serves {run.paths.store}")
+            try:
+                yield
+            finally:
+                run.hub_url = None
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def choose_references(run: Run) -> None:

@@ -31,8 +31,9 @@ FILES = ("results.jsonl", "summary.json", "compat.md", "index.html")
 COPY_PREFIX = ".latest-"
 LOCK = ".latest.lock"
 # a replaced copy is kept for readers that resolved latest before the refresh: for
-# GRACE_S after it was replaced, and at most MAX_OLD of them (the newest)
-GRACE_S, MAX_OLD = 120.0, 50
+# GRACE_S after it was replaced (whatever the number of refreshes meanwhile: a count cap
+# would pull a copy from under a slow reader when refreshes come fast)
+GRACE_S = 120.0
 
 
 def refresh_latest(run_dir: str) -> str:
@@ -88,8 +89,8 @@ def _exchange(a: str, b: str) -> bool:
 
 
 def _remove_old_copies(reports: str, current: str) -> None:
-    """Remove the copies replaced more than ``GRACE_S`` ago (beyond the ``MAX_OLD`` newest:
-    any), and the links of interrupted refreshes; under the lock."""
+    """Remove the copies replaced more than ``GRACE_S`` ago, and the links of interrupted
+    refreshes; under the lock."""
     now, copies = time.time(), []
     for name in os.listdir(reports):
         path = os.path.join(reports, name)
@@ -100,9 +101,8 @@ def _remove_old_copies(reports: str, current: str) -> None:
                 shutil.rmtree(path, ignore_errors=True)
         elif name.startswith(COPY_PREFIX) and name != current and os.path.isdir(path):
             copies.append((os.stat(path).st_mtime, name))
-    copies.sort(reverse=True)
-    for n, (replaced, name) in enumerate(copies):
-        if n >= MAX_OLD or now - replaced > GRACE_S:
+    for replaced, name in copies:
+        if now - replaced > GRACE_S:
             shutil.rmtree(os.path.join(reports, name), ignore_errors=True)
 
 

@@ -9,8 +9,8 @@ Every file a run publishes (``results.jsonl``, ``summary.json``, ``compat.md``,
   ``<env:ID>`` (its site-packages ``<env:ID>/site-packages/...``), the envs directory
   ``<envs>``, the interpreters' prefixes ``<python>`` (``<python>/lib/python3.11/...``),
   the harness's own environment ``<host-env>``, the pyenv root ``<pyenv>``, the project
-  (and the matrix's directory) ``<project>``, the temporary directory ``<tmp>``, the home
-  directory ``~``;
+  ``<project>`` (a matrix elsewhere: its directory ``<matrix-dir>``), the temporary
+  directory ``<tmp>``, the home directory ``~``;
 - then, as a fallback for paths of other machines or unknown installs: any
   ``.../lib/pythonX.Y/site-packages`` to ``<env>/site-packages``, any other
   ``.../lib/pythonX.Y`` to ``<python>/lib/pythonX.Y``, ``/tmp`` and ``/var/tmp`` to
@@ -133,8 +133,12 @@ class Redactor:
         return value
 
     def record(self, rec: dict[str, Any]) -> dict[str, Any]:
-        """A result record as it is published."""
-        return self.tree(rec, rec.get("env_id"))
+        """A result record as it is published: its repro command runs from the project's
+        root, so a path inside the project is shown relative to it (still runnable)."""
+        out = self.tree(rec, rec.get("env_id"))
+        if isinstance(out.get("repro"), str):
+            out["repro"] = out["repro"].replace("<project>/", "")
+        return out
 
 
 def _branches(labels: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -213,8 +217,11 @@ def for_run(run_dir: str, reports_dir: str, matrix: Any, envs: dict[str, Any],
             if isinstance(plan.get(key), str):
                 roots.append((os.path.dirname(plan[key]), "<run>"))
     roots += [(reports_dir, "<reports>"), (settings.reports_dir, "<reports>"),
-              (settings.envs_dir, "<envs>"), (PROJECT_ROOT, "<project>"),
-              (os.path.dirname(matrix.path), "<project>")]
+              (settings.envs_dir, "<envs>"), (PROJECT_ROOT, "<project>")]
+    where = os.path.dirname(os.path.abspath(matrix.path))
+    if os.path.commonpath([where, os.path.abspath(PROJECT_ROOT)]) != \
+            os.path.abspath(PROJECT_ROOT):  # a matrix outside the project
+        roots.append((where, "<matrix-dir>"))
     locations: dict[str, list[str]] = {}
     known = {e.id: e for e in matrix.envs}
     backend = VenvBackend(settings.envs_dir, "", "")

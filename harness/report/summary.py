@@ -106,12 +106,12 @@ def verdict(documented: str | None, observed: str) -> str:
 
 # what differs per case in a message (the records are redacted already: ``redact``):
 # object addresses, the handle URL (port, token), a stored model's directory, temporary
-# directories, sha1 cache dir names
+# directories (a stage's TMPDIR is <run>/tmp/<stage>.<env>.<mode>), sha1 cache dir names
 MASKS = ((r"0x[0-9a-f]+", "0x…"),
          (r"(?:https?://(?:127\.0\.0\.1|localhost)(?::\d+)?|<hub>)[^\s'\"]*",
           "<handle URL>"),
          (r"\S*/store/\S+/model\b", "<model dir>"),
-         (r"(?:/tmp|<tmp>)/tfhub-compat-[\w-]+?-\w+", "<tmp>/tfhub-compat-…"),
+         (r"(?:/tmp|<tmp>|<run>/tmp/[\w.-]+)/tfhub-compat-[\w-]+?-\w+", "<tmp>/tfhub-compat-…"),
          (r"\b[0-9a-f]{40}\b", "<sha1>"))
 
 

@@ -8,6 +8,7 @@ reuses them; a fresh one provisions them here.
 """
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from harness.runtime.records import FIELDS
+from harness.stages import read_records
 
 from . import chromium
 
@@ -77,11 +79,17 @@ def test_run_continues_past_an_unprovisionable_env(first_run):
 
 def test_records_follow_the_contract(first_run):
     _, records, summary, run_dir = first_run
+    raw = {r["case_id"]: r for r in read_records(str(run_dir / "records"))}
+    assert sorted(raw) == sorted(records)
     for rec in records.values():
         assert set(FIELDS) <= set(rec), rec["case_id"]
         assert rec["run_id"] == "it1"
-        assert rec["repro"] == f"nox -s matrix -- --case {rec['case_id']}" or \
-            rec["repro"].startswith("nox -s matrix -- --case '")
+        # the matrix is not matrix.yaml: the repro names it (published: its directory hidden)
+        assert raw[rec["case_id"]]["repro"] == \
+            f"nox -s matrix -- --matrix {run_dir.parent.parent / 'matrix.yaml'} --case " \
+            + shlex.quote(rec["case_id"])
+        assert rec["repro"] == "nox -s matrix -- --matrix <matrix-dir>/matrix.yaml --case " \
+            + shlex.quote(rec["case_id"])
     assert summary["totals"]["cases"] == len(records)
     assert {(c["format"], c["operation"], c["column"]) for c in summary["cells"]} >= {
         (f, o, c) for f in ("tf1_hub", "saved_model") for o in ("create", "load", "fine_tune")
@@ -269,8 +277,12 @@ def test_documented_unsupported_cell_shows_the_real_exception(first_run):
 
 
 def test_repro_command_reruns_exactly_one_case(first_run, workdir):
-    proc = harness("run", "--matrix", str(workdir / "matrix.yaml"), "--run-id", "it2",
-                   "--case", CROSS_TF1_HUB)
+    _, _, _, run_dir = first_run
+    repro = {r["case_id"]: r for r in read_records(str(run_dir / "records"))}[
+        CROSS_TF1_HUB]["repro"]
+    argv = shlex.split(repro)
+    assert argv[:4] == ["nox", "-s", "matrix", "--"]
+    proc = harness("run", *argv[4:], "--run-id", "it2")  # the repro's own flags, verbatim
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(workdir / "reports" / "it2" / "results.jsonl") as fh:
         ids = [json.loads(line)["case_id"] for line in fh]
@@ -376,7 +388,9 @@ def test_users_own_models_by_path_and_url(first_run, workdir, served_model):
     tuned = records["tf221-tfkeras/tf2/saved_model/fine_tune/hub.KerasLayer-trainable-fit/"
                     "served-v1@tf221-tfkeras/compat"]
     assert tuned["outcome"] == "passed" and tuned["details"]["variables_changed"]
-    assert tuned["repro"] == (f"nox -s matrix -- --model {tf1_hub} --model {url} --case "
+    tuned = {r["case_id"]: r for r in read_records(str(out / "records"))}[tuned["case_id"]]
+    assert tuned["repro"] == (f"nox -s matrix -- --matrix {workdir / 'matrix.yaml'} "
+                              f"--model {tf1_hub} --model {url} --case "
                               f"{tuned['case_id']}")
     assert any(p.endswith("tf-hub-format=compressed") for p in hits)
     assert any((out / "tfhub_cache").iterdir())  # downloaded into TFHUB_CACHE_DIR
