@@ -5,6 +5,7 @@ No TensorFlow: the runtime is a stand-in, the variants are small functions.
 """
 import http.server
 import json
+import os
 import threading
 from types import SimpleNamespace
 
@@ -14,6 +15,8 @@ import pytest
 from harness.runtime.cases import GOLDEN, MANIFEST, Case, Variant
 from harness.runtime.plugin import hub_server_down, run_case
 from harness.runtime.records import CheckFailed, HarnessFault, RecordWriter, make_record
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class HubImportError(ImportError):
@@ -187,3 +190,28 @@ def test_records_have_no_nan(tmp_path):
     rec = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(c))
     assert rec["max_abs_err"] is None
     assert rec["details"] == {"loss_first": None, "losses": [1.0, None]}
+
+
+def test_a_create_case_starts_from_an_empty_model_directory(tmp_path):
+    """A model left half-written by a killed run (no record, so the case runs again) is
+    removed before the case writes it anew."""
+    model_dir = tmp_path / "store" / "env1" / "tf2" / "fake" / "m"
+    (model_dir / "model" / "variables").mkdir(parents=True)
+    (model_dir / "model" / "variables" / "variables.data-00000-of-00001").write_bytes(b"cut")
+    case = Case("create", "env1", "tf2", "fake", "create", "save", "m", "env1", "tf2",
+                str(model_dir), "mlp")
+    seen = {}
+
+    def body(ctx):
+        seen["left"] = sorted(p.name for p in model_dir.rglob("*")) if model_dir.exists() \
+            else []
+        model_dir.mkdir(parents=True)
+        return {"golden": {"x": np.zeros(1)}}
+
+    with open(os.path.join(ROOT, "models", "mlp.json")) as fh:
+        spec = dict(json.load(fh), name="m")
+    p = dict(plan(), models=[{"name": "m", "spec": spec}])
+    variant = Variant("fake", "create", "save", ("tf2",), body, kinds=("mlp",))
+    rec = run_case(case, p, Runtime(), [variant])
+    assert seen["left"] == [] and rec["outcome"] == "passed", rec["message"]
+    assert sorted(p.name for p in model_dir.iterdir()) == [GOLDEN, MANIFEST]
