@@ -42,7 +42,7 @@ most ``max_connections`` are open; a further one is answered ``503`` with ``Retr
 as soon as its request line shows it is not a health check (within ``OVERFLOW_WAIT_S``).  A
 head must arrive whole within ``header_timeout`` seconds (an idle keep-alive connection is
 closed after as long), else ``408``; a client that takes no bytes of its answer for
-``send_timeout`` seconds is dropped.  Only the selector thread closes sockets.
+``send_timeout`` seconds is dropped.
 
 Faults (``faults=True`` only): ``?fault=<kind>`` on an archive request, applied to the first
 ``fault-times`` (default 1) requests carrying the same ``fault-token`` (every request when it
@@ -115,6 +115,7 @@ LINGER_S = 2.0  # after the last answer, how long to read what a client still se
 MAX_HEAD = 65536
 RECV_SIZE = 65536
 ACCEPT_BATCH = 256  # connections accepted per turn of the loop
+TURN_READS = 64  # reads per turn of connections that have sent part of a request
 SWEEP_S = 0.1  # how often the loop checks deadlines
 BACKLOG = 1024
 KEPT_REQUESTS = 10000  # requests kept in memory by a server that is not instrumented
@@ -499,14 +500,20 @@ class HubServer:
             keep = False
             try:
                 if not self._stopping.is_set():
+                    if not conn.served:
+                        with contextlib.suppress(OSError):
+                            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     conn.sock.settimeout(self.send_timeout)
                     keep = not _Handler(conn.sock, conn.addr, self, conn.head).close_connection
             except (ConnectionError, TimeoutError):
                 pass
             except Exception:
-                traceback.print_exc()
+                _print_error()
             finally:
-                loop.give_back(conn, keep and not self._stopping.is_set())
+                keep = keep and not self._stopping.is_set()
+                if not keep:
+                    _close_after_answer(conn.sock, loop.closing_lock)
+                loop.give_back(conn, keep)
 
     def stats(self) -> dict[str, int]:
         """Connections open now (``regular`` under the cap, ``overflow`` over it, ``closing``,
@@ -716,6 +723,25 @@ def _positive(value: float, flag: str, integer: bool = False) -> float:
     return value
 
 
+def _close_after_answer(sock: socket.socket, lock: threading.Lock) -> None:
+    """Close a connection whose last answer is sent: FIN, what the client sent meanwhile
+    read (unread bytes would make the close a reset that can lose the answer), close."""
+    with lock, contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+        sock.setblocking(False)
+        for _ in range(16):
+            if not sock.recv(RECV_SIZE):
+                break
+    sock.close()
+
+
+def _print_error() -> None:
+    """The traceback of the exception being handled, on stderr (a bug to fix); it never
+    raises: a worker outlives a closed stderr."""
+    with contextlib.suppress(Exception):
+        traceback.print_exc()
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
@@ -754,7 +780,7 @@ class _Conn:
     """One client connection and what the loop knows of it."""
 
     __slots__ = ("sock", "addr", "buf", "scanned", "deadline", "state", "kind", "out",
-                 "served", "events", "head")
+                 "linger", "served", "events", "head")
 
     def __init__(self, sock: socket.socket, addr: Any, deadline: float, kind: str) -> None:
         self.sock, self.addr, self.deadline, self.kind = sock, addr, deadline, kind
@@ -762,6 +788,7 @@ class _Conn:
         self.scanned = 0  # how far buf is known to hold no end of head
         self.state = READING
         self.out = b""  # what the loop still has to send (its own short answers)
+        self.linger = True  # after that answer, read until the client closes (or not)
         self.served = 0  # requests answered on this connection
         self.events = 0  # what the selector watches for (0: not registered)
         self.head = b""  # the request head handed to a worker
@@ -806,7 +833,7 @@ class _Loop:
     complete requests to the worker pool; it answers ``/_harness/health``, the 503 of
     connections over ``max_connections`` and the 408 of heads that do not arrive itself,
     so none of them waits behind the pool.  Connections come back from the workers for
-    their next request (keep-alive) or to be closed: only this thread closes sockets.
+    their next request (keep-alive), or closed by them (after their last answer).
     """
 
     def __init__(self, hub: HubServer, listener: socket.socket) -> None:
@@ -822,6 +849,8 @@ class _Loop:
         self.busy: set[_Conn] = set()  # handed to the pool
         self.overflow: dict[_Conn, None] = {}  # over the cap, oldest first
         self.returned: collections.deque[tuple[_Conn, bool]] = collections.deque()
+        self.ready: list[_Conn] = []  # complete requests of this turn, for the pool
+        self.closing_lock = threading.Lock()  # a worker closing its socket / stop shutting it
         self.counts = {"regular": 0, "overflow": 0, "closing": 0}
         self.overflow_cap = max(16, hub.max_connections // 4)
         self.stopping = False
@@ -846,6 +875,8 @@ class _Loop:
 
     def run(self) -> None:
         sweep = 0.0
+        fresh: list[_Conn] = []  # readable, nothing received yet: a new request
+        pending: list[_Conn] = []  # readable, with part of a request already
         try:
             while not self.stopping:
                 for key, mask in self.sel.select(max(0.0, sweep - time.monotonic())):
@@ -856,9 +887,22 @@ class _Loop:
                             self._wake_r.recv(4096)
                     elif mask & selectors.EVENT_WRITE:
                         self._write(key.data)
+                    elif key.data.buf:
+                        pending.append(key.data)
                     else:
-                        self._read(key.data)
+                        fresh.append(key.data)
+                # a request that starts now (a health check) comes before the rest of a
+                # burst, which is read TURN_READS at a time: a turn stays short
+                for conn in fresh + pending[:TURN_READS]:
+                    self._read(conn)
+                fresh.clear()
+                pending.clear()
                 self._take_returned()
+                # the pool gets this turn's requests only now: its threads do not compete
+                # with this one for the GIL while it goes through a burst of events
+                for conn in self.ready:
+                    self.jobs.put(conn)
+                self.ready.clear()
                 now = time.monotonic()
                 if now >= sweep:
                     self._sweep(now)
@@ -879,8 +923,6 @@ class _Loop:
                     return
                 continue  # ECONNABORTED and the like: that client is gone
             sock.setblocking(False)
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             now, hub = time.monotonic(), self.hub
             if self.counts["regular"] < hub.max_connections:
                 conn = _Conn(sock, addr, now + hub.header_timeout, "regular")
@@ -927,6 +969,7 @@ class _Loop:
             self._answer(conn, 431, f"request head over {MAX_HEAD} bytes")
         elif self._is_health(head):
             method = _request_line(head)[0]
+            conn.linger = bool(buf)  # (a client that sent no more has nothing to drain)
             if self.hub.instrumented(conn.addr, _host_header(head)):
                 self._answer(conn, 200, "ok", body=method != "HEAD")
             else:
@@ -937,7 +980,7 @@ class _Loop:
             self._unwatch(conn)
             conn.state, conn.head = BUSY, head
             self.busy.add(conn)
-            self.jobs.put(conn)
+            self.ready.append(conn)  # to the pool at the end of this turn
 
     @staticmethod
     def _is_health(buf: bytes | bytearray) -> bool:
@@ -949,7 +992,7 @@ class _Loop:
             conn, keep = self.returned.popleft()
             self.busy.discard(conn)
             if not keep or self.stopping:
-                self._linger(conn)
+                self._close(conn)  # (its worker has closed the socket already)
                 continue
             try:
                 conn.sock.setblocking(False)
@@ -1005,8 +1048,10 @@ class _Loop:
         conn.out = conn.out[sent:]
         if conn.out:
             self._watch(conn, selectors.EVENT_WRITE)
-        else:
+        elif conn.linger:
             self._linger(conn)
+        else:
+            self._close(conn)
 
     def _linger(self, conn: _Conn) -> None:
         """Close after the last answer: FIN first, then read until the client closes (at
@@ -1061,7 +1106,7 @@ class _Loop:
         for conn in list(self.watched):
             self._close(conn)
         for conn in list(self.busy):
-            with contextlib.suppress(OSError):
+            with self.closing_lock, contextlib.suppress(OSError):
                 conn.sock.shutdown(socket.SHUT_RDWR)
         deadline = time.monotonic() + FINISH_WAIT_S
         while self.busy and time.monotonic() < deadline:
@@ -1179,8 +1224,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             answer()
         except HttpError as exc:
-            if self._headers_sent:
-                raise
+            if self._headers_sent:  # too late for its answer: cut the connection
+                _print_error()
+                self.close_connection = True
+                return
             self._text(exc.status, exc.message)
         except TimeoutError:
             self.hub.count("send_timeouts")
@@ -1188,11 +1235,11 @@ class _Handler(BaseHTTPRequestHandler):
         except ConnectionError:
             self.close_connection = True
         except Exception as exc:
+            _print_error()  # (before the answer: it is out once the client has the 500)
             if not self._headers_sent:  # the message may name local paths
                 detail = f": {exc}" if self._instrumented() else " (see the server's output)"
                 self._text(500, f"internal error: {type(exc).__name__}{detail}")
             self.close_connection = True
-            raise
 
     # -- responses
 
