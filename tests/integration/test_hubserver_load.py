@@ -92,36 +92,63 @@ def proc_status(pid):
     return int(fields["Threads"]), int(fields["VmRSS"].split()[0]) / 1024
 
 
+# The prober: its own process, so that what it measures is the server (not this process's
+# GIL, busy reading the burst's answers). A health check on a fresh connection every 50 ms,
+# one line "latency status" each, until its stdin closes.
+PROBER = r"""
+import select, socket, sys, time
+port = int(sys.argv[1])
+while True:
+    started = time.monotonic()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(("GET /_harness/health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                          "Connection: close\r\n\r\n" % port).encode())
+            data = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        status = data.split(b" ", 2)[1].decode() if data else "empty"
+    except OSError as exc:
+        status = type(exc).__name__
+    print(time.monotonic() - started, status, flush=True)
+    if select.select([sys.stdin], [], [], 0.05)[0]:
+        break
+"""
+
+
 @contextlib.contextmanager
 def watching(proc, port):
-    """While inside: a prober (health on a fresh connection every 50 ms) and a sampler
-    (threads and RSS every 50 ms). Yields (probes [(latency, status)], samples)."""
+    """While inside: a prober process (health on a fresh connection every 50 ms) and a
+    sampler (the server's threads and RSS every 50 ms). Yields (probes [(latency, status)],
+    samples [(threads, RSS MB)]), complete once the block is left."""
     probes, samples, stop = [], [], threading.Event()
-
-    def prober():
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                status = get(port, "/_harness/health", timeout=10)[0]
-            except OSError as exc:
-                status = type(exc).__name__
-            probes.append((time.monotonic() - started, status))
-            stop.wait(0.05)
 
     def sampler():
         while not stop.is_set():
             samples.append(proc_status(proc.pid))
             stop.wait(0.05)
 
-    threads = [threading.Thread(target=prober), threading.Thread(target=sampler)]
-    for thread in threads:
-        thread.start()
+    prober = subprocess.Popen([sys.executable, "-c", PROBER, str(port)], text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    thread = threading.Thread(target=sampler)
+    thread.start()
     try:
+        time.sleep(0.3)  # the prober is probing
         yield probes, samples
     finally:
         stop.set()
-        for thread in threads:
-            thread.join(30)
+        thread.join(30)
+        try:
+            out, _ = prober.communicate(timeout=30)  # (closes its stdin: it stops)
+        except subprocess.TimeoutExpired:
+            prober.kill()
+            out, _ = prober.communicate()
+        for line in out.splitlines():
+            latency, status = line.split()
+            probes.append((float(latency), int(status) if status.isdigit() else status))
 
 
 @contextlib.contextmanager
