@@ -255,7 +255,7 @@ def _bench_report(args: argparse.Namespace) -> None:
     import json
 
     from .hubserver import latest_store
-    matrix = config.load(args.matrix, check_interpreters=False)
+    matrix = config.load(args.matrix)
     run_dir = args.report_run or os.path.dirname(latest_store(matrix.settings.reports_dir))
     path = os.path.join(run_dir, "results.jsonl")
     if os.path.exists(path):

@@ -133,7 +133,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "plan":
         from .expand import expand
-        matrix = config.load(args.matrix, check_interpreters=False)
+        matrix = config.load(args.matrix)
         print(json.dumps({"include": [{"env": r.env.id, "mode": r.mode, "python": r.env.python}
                                       for r in expand(matrix)]}, allow_nan=False))
         return 0
@@ -168,7 +168,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.fail_on == "regression" and not args.baseline:
         raise UserError("--fail-on regression needs a run to compare with; add "
                         "--baseline PATH or --baseline last")
-    matrix = config.load(args.matrix, check_interpreters=False)
+    matrix = config.load(args.matrix)
     records_dir = os.path.join(args.run_dir, "records")
     if not os.path.isdir(records_dir):
         raise UserError(f"{args.run_dir}: no records/ directory; pass a reports/<run-id> "

@@ -178,12 +178,12 @@ def _join(where: str, key: Any) -> str:
     return f"{where}.{key}" if where else str(key)
 
 
-def load(path: str, check_interpreters: bool = True) -> Matrix:
+def load(path: str) -> Matrix:
     """Read and validate ``path``; raise ConfigError (one line) on any problem.
 
     A missing interpreter is no problem of the matrix (its env's runs become env_error
-    records; ``unprovisionable`` lists them): ``check_interpreters`` is ignored, kept for
-    callers. ``check_dirs`` checks the settings' directories (``validate`` and ``run``).
+    records; ``unprovisionable`` lists them). ``check_dirs`` checks the settings'
+    directories (``validate`` and ``run``).
     """
     try:
         with open(path) as fh:
@@ -196,10 +196,10 @@ def load(path: str, check_interpreters: bool = True) -> Matrix:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(path, where, f"invalid YAML: {problem}; fix the syntax there")
-    return validate(raw, path, check_interpreters=check_interpreters)
+    return validate(raw, path)
 
 
-def validate(raw: Any, path: str, check_interpreters: bool = True) -> Matrix:
+def validate(raw: Any, path: str) -> Matrix:
     c = _Checker(path)
     top = c.mapping(raw, "", ("envs", "expectations"),
                     ("schema_version", "settings", "models"))
@@ -262,8 +262,8 @@ def _fetch_limits(c: _Checker, raw: dict, where: str, base: FetchLimits) -> Fetc
     for key in FETCH_KEYS:
         if key in raw:
             value = c.typed(raw[key], _join(where, key), float)
-            if not value > 0:
-                raise c.fail(_join(where, key), "must be > 0")
+            if not 0 < value < float("inf"):
+                raise c.fail(_join(where, key), "must be > 0 and finite")
             changes[key] = float(value)
     return dataclasses.replace(base, **changes)
 

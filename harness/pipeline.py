@@ -44,7 +44,7 @@ from .report.completeness import (
 )
 from .runtime.cases import case_id
 from .stages import RunPaths, StageResult, interrupt_all, read_records, run_stage
-from .usermodels import user_model
+from .usermodels import is_url, user_model
 from .wheel import PROJECT_ROOT, build_wheel
 
 
@@ -65,9 +65,14 @@ class Options:
     resume: str | None = None  # --resume RUN_ID (or its directory): continue a killed run
 
     def saved(self) -> dict[str, Any]:
-        """What run.json keeps of the options, to resume the run with them."""
-        return {k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(self).items() if k not in ("resume", "run_id")}
+        """What run.json keeps of the options, to resume the run with them (from any
+        directory: local paths absolute)."""
+        out = {k: list(v) if isinstance(v, tuple) else v
+               for k, v in dataclasses.asdict(self).items() if k not in ("resume", "run_id")}
+        out["models"] = [m if is_url(m) else os.path.abspath(m) for m in self.models]
+        if self.model_inputs:
+            out["model_inputs"] = os.path.abspath(self.model_inputs)
+        return out
 
 
 @dataclass
@@ -182,7 +187,8 @@ def repro_of(options: Options) -> str:
         flags.append(f"--model-format {options.model_format}")
     if options.models and options.model_inputs:
         flags.append(f"--model-inputs {shlex.quote(options.model_inputs)}")
-    return REPRO.replace("--case", " ".join(flags + ["--case"]))
+    given = " ".join(flags + ["--case"]).replace("{", "{{").replace("}", "}}")  # a template
+    return REPRO.replace("--case", given)
 
 
 def resume(options: Options) -> Run:
@@ -190,7 +196,7 @@ def resume(options: Options) -> Run:
     every record it has; its stages then run only the cases without one."""
     root = options.resume or ""
     if not os.path.isfile(os.path.join(root, RUN_FILE)):
-        root = os.path.join(config.load(options.matrix, check_interpreters=False)
+        root = os.path.join(config.load(options.matrix)
                             .settings.reports_dir, root)
     data = read_run_file(root)
     if data is None:
@@ -199,10 +205,17 @@ def resume(options: Options) -> Run:
     if not isinstance(data.get("options"), dict):
         raise UserError(f"--resume {options.resume}: run {data.get('run_id')} was started by "
                         "an older harness that did not save its options; start a new run")
-    run_id = str(data["run_id"])
+    known = {f.name for f in dataclasses.fields(Options)} - {"resume", "run_id"}
     values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                              for k, v in data["options"].items()}
-    saved = Options(**values, run_id=run_id)
+                              for k, v in data["options"].items() if k in known}
+    try:
+        run_id = str(data["run_id"])
+        saved = Options(**values, run_id=run_id)
+        started = calendar.timegm(time.strptime(str(data["started_at"]),
+                                                "%Y-%m-%dT%H:%M:%SZ"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"--resume {options.resume}: {root}/{RUN_FILE} is damaged "
+                        f"({type(exc).__name__}: {exc}); start a new run")
     saved.matrix = str(data.get("matrix") or saved.matrix)  # the one the run was planned with
     matrix = load(saved)
     selection = select(matrix, saved)
@@ -213,9 +226,7 @@ def resume(options: Options) -> Run:
     if planned != [(s.get("prefix"), s.get("select")) for s in data.get("stages", [])]:
         raise UserError(f"--resume {run_id}: {matrix.path} no longer plans the stages this "
                         "run planned (its envs or modes changed); start a new run")
-    started = data.get("started_at")
-    if isinstance(started, str):
-        run.started = calendar.timegm(time.strptime(started, "%Y-%m-%dT%H:%M:%SZ"))
+    run.started = started
     dropped = drop_placeholders(run.paths.records)
     data.update(interrupted=False, interrupted_by=None,
                 resumed_at=list(data.get("resumed_at") or []) + [_iso(time.time())])
@@ -270,7 +281,7 @@ def run_file(run: Run) -> dict[str, Any]:
     of a run that never finished can tell which cases are missing."""
     sel = run.selection
     return {"schema_version": 1, "run_id": run.run_id, "matrix": run.matrix.path,
-            "started_at": _iso(run.started), "interrupted": False,
+            "started_at": _iso(run.started), "interrupted": False, "host": platform.node(),
             "options": run.options.saved(), "repro": run.repro,
             "models": [{"name": m.name, "spec": m.spec} for m in run.matrix.models],
             "stages": [planned_stage("create", r, sel.create_ids) for r in sel.create]
@@ -342,6 +353,9 @@ def serve_store(run: Run) -> Iterator[None]:
         with HubServer(store=run.paths.store, faults=True, instrument=True, cache_dir=cache,
                        log_path=os.path.join(run.paths.root, "hubserver.jsonl")) as server:
             run.hub_url = server.url
+            data = read_run_file(run.paths.root) or run_file(run)  # (the report hides it)
+            data["hub_urls"] = list(data.get("hub_urls") or []) + [server.url]
+            write_run_file(run.paths.root, data)
             log(f"hub server: {server.url}/ serves {run.paths.store}")
             try:
                 yield

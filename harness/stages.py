@@ -105,7 +105,7 @@ def run_stage(matrix: Matrix, run: EnvRun, stage: str, prov: Provisioned | Provi
     os.makedirs(paths.records, exist_ok=True)
     planned = {c.case_id: c for c in plan_cases(plan, registry.variants())}
     host = RecordWriter(os.path.join(paths.records, prefix + ".host.jsonl"))
-    for stale in glob.glob(os.path.join(paths.records, f"{prefix}.*.running.json")):
+    for stale in stage_files(paths.records, prefix, ".running.json"):
         os.remove(stale)  # left by a killed run: that case has no record and runs again
     done = recorded_ids(paths.records, prefix)
     expected = _collected(paths.records, prefix) or list(planned)
@@ -115,6 +115,7 @@ def run_stage(matrix: Matrix, run: EnvRun, stage: str, prov: Provisioned | Provi
                 host.write(_synthetic(case, plan, ENV_ERROR, "ProvisionError", str(prov)))
         return _result(run, stage, started, None, paths, prefix)
     if done and all(cid in done for cid in expected):  # resumed: nothing left to run
+        shutil.rmtree(os.path.join(paths.root, "tmp", prefix), ignore_errors=True)
         return _result(run, stage, started, None, paths, prefix)
 
     log_path = os.path.join(paths.sub("logs"), prefix + ".log")
@@ -201,36 +202,37 @@ class CaseWatch:
 
     def markers(self) -> list[tuple[str, dict]]:
         found = []
-        for path in glob.glob(os.path.join(self.records, f"{self.prefix}.*.running.json")):
-            try:
-                with open(path) as fh:
-                    found.append((path, json.load(fh)))
-            except (OSError, ValueError):  # replaced or removed while we looked
-                continue
+        for path in stage_files(self.records, self.prefix, ".running.json"):
+            marker = _read_marker(path)
+            if marker is not None:  # (None: replaced or removed while we looked)
+                found.append((path, marker))
         return found
 
     def check(self) -> None:
-        now = time.time()
         for path, marker in self.markers():
-            pid, cid = int(marker["pid"]), marker["case_id"]
-            ran = now - float(marker["started_at"])
-            if ran > self.timeout_s:
+            pid, cid, worker = int(marker["pid"]), marker["case_id"], marker["worker"]
+            ran = time.time() - float(marker["started_at"])
+            if pid in self.killed:  # it had moved on to this case when it was killed
+                outcome, etype = CRASHED, "ProcessCrashed"
+                why = (f"its process (pid {pid}, worker {worker}) was killed for another "
+                       f"case's timeout just as it started this case; log {self.log_path}")
+            elif not _alive(pid):
+                if INTERRUPTED.is_set():  # the run is stopping: its placeholders say so
+                    continue
+                outcome, etype = CRASHED, "ProcessCrashed"
+                why = (f"the process running this case (pid {pid}, worker {worker}) died "
+                       f"while it ran; log {self.log_path}: {_tail(self.log_path)}")
+            elif ran > self.timeout_s and _read_marker(path) == marker:  # (still this case)
                 kill_tree(pid)
                 self.killed.add(pid)
                 _wait_gone(pid)
                 outcome, etype = TIMEOUT, "CaseTimeout"
                 why = (f"the case ran longer than case_timeout_s ({self.timeout_s}s) and was "
-                       f"killed with its process (pid {pid}, worker {marker['worker']}); the "
-                       f"stage went on without it; log {self.log_path}")
-            elif not _alive(pid) and pid not in self.killed and not INTERRUPTED.is_set():
-                outcome, etype = CRASHED, "ProcessCrashed"
-                why = (f"the process running this case (pid {pid}, worker "
-                       f"{marker['worker']}) died while it ran; log {self.log_path}: "
-                       f"{_tail(self.log_path)}")
+                       f"killed with its process (pid {pid}, worker {worker}); the stage "
+                       f"went on without it; log {self.log_path}")
             else:
                 continue
-            again = _read_marker(path)  # the worker may have moved on just before the kill:
-            if again is None or again.get("case_id") == cid:  # that case runs again later
+            if _read_marker(path) == marker:  # else: the next case it started, next time
                 with contextlib.suppress(OSError):
                     os.remove(path)
             if cid not in recorded_ids(self.records, self.prefix):
@@ -342,6 +344,17 @@ def _pytest(matrix: Matrix, run: EnvRun, prov: Provisioned, plan_path: str, path
                 _running.discard(proc)
 
 
+def stage_files(records_dir: str, prefix: str, suffix: str) -> list[str]:
+    """The files ``<prefix>.<worker><suffix>`` of a stage (or of every stage whose prefix
+    starts with ``prefix``'s whole name parts: ``create``), never another env's: env ids
+    may hold dots (``create.x.tf2.gw0.jsonl`` is not env ``x.tf2``'s ``create.x.tf2.compat
+    .gw0.jsonl``), a worker's name holds none."""
+    head = os.path.join(records_dir, prefix + ".")
+    whole = len(prefix.split(".")) >= 3  # stage, env and mode: only the worker is left
+    return [path for path in glob.glob(glob.escape(head) + "*" + suffix)
+            if not whole or "." not in path[len(head):-len(suffix)]]
+
+
 def recorded_ids(records_dir: str, prefix: str) -> set[str]:
     return {r["case_id"] for r in read_records(records_dir, prefix)}
 
@@ -352,8 +365,9 @@ def read_records(records_dir: str, prefix: str = "") -> list[dict]:
     A prefix is a whole name part: ``create.tf115.tf1`` never reads ``create.tf115.tf1_eager``.
     """
     found = []
-    pattern = f"{prefix}.*.jsonl" if prefix else "*.jsonl"
-    for path in sorted(glob.glob(os.path.join(records_dir, pattern))):
+    paths = stage_files(records_dir, prefix, ".jsonl") if prefix else \
+        glob.glob(os.path.join(records_dir, "*.jsonl"))
+    for path in sorted(paths):
         with open(path) as fh:
             for line in fh:
                 line = line.strip()

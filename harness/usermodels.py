@@ -59,7 +59,10 @@ _KINDS = {tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block devic
 
 
 def is_url(handle: str) -> bool:
-    return urllib.parse.urlparse(handle).scheme in ("http", "https")
+    try:
+        return urllib.parse.urlparse(handle).scheme in ("http", "https")
+    except ValueError:  # e.g. "http://[::1/x": not a URL we can fetch; _url_names says why
+        return handle.lower().startswith(("http://", "https://"))
 
 
 def format_of(names: set[str]) -> str | None:
@@ -163,22 +166,24 @@ def _watched(base: Any, deadline: _Deadline) -> Any:
     return Watched
 
 
-class _HTTP(urllib.request.HTTPHandler):
+class _Watching:
+    """A urllib handler whose connections are watched by the fetch's deadline."""
+
     def __init__(self, deadline: _Deadline) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[call-arg]
         self.deadline = deadline
 
     def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
-        return super().do_open(_watched(http_class, self.deadline), req, **kwargs)
+        return super().do_open(  # type: ignore[misc]
+            _watched(http_class, self.deadline), req, **kwargs)
 
 
-class _HTTPS(urllib.request.HTTPSHandler):
-    def __init__(self, deadline: _Deadline) -> None:
-        super().__init__()
-        self.deadline = deadline
+class _HTTP(_Watching, urllib.request.HTTPHandler):
+    pass
 
-    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
-        return super().do_open(_watched(http_class, self.deadline), req, **kwargs)
+
+class _HTTPS(_Watching, urllib.request.HTTPSHandler):
+    pass
 
 
 class _Redirects(urllib.request.HTTPRedirectHandler):
@@ -386,15 +391,36 @@ def _fetch(url: str, where: str, limits: FetchLimits, deadline: _Deadline) -> se
                            f"max_download_mb ({limits.max_download_mb:g} MiB); refusing it; "
                            f"{_hint('max_download_mb')}")
         stream = _Inflating(resp, limits, deadline)
-        with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tar:  # type: ignore
+        with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK,  # type: ignore
+                          tarinfo=_CappedHeaders) as tar:
             return _members(tar, where, limits)
+
+
+class _CappedHeaders(tarfile.TarInfo):
+    """tarfile reads a PAX or GNU long-name header member whole into memory before any
+    member is seen: one of more than ``MAX_HEADER`` bytes is refused unread."""
+
+    MAX_HEADER = MiB
+    HEADERS = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+               tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in self.HEADERS and self.size > self.MAX_HEADER:
+            raise _Refused(f"a tar header member of {self.size / MiB:.0f} MiB (more than "
+                           f"{self.MAX_HEADER // MiB} MiB of names and attributes); refusing "
+                           "it")
+        return super()._proc_member(tarfile_)  # type: ignore[misc]
 
 
 def _url_names(url: str, where: str, limits: FetchLimits | None = None) -> set[str]:
     """Top-level file names of the compressed model a hosting-protocol URL serves, once
     the whole archive stream was checked (see the module's docstring)."""
     limits = limits or FetchLimits()
-    parts = urllib.parse.urlparse(url)
+    try:
+        parts = urllib.parse.urlparse(url)
+        parts.port  # noqa: B018 (a bad port raises here, not in the middle of the fetch)
+    except ValueError as exc:
+        raise UserError(f"{where}: {url} is not a valid URL ({exc}); check it")
     query = (parts.query + "&" if parts.query else "") + "tf-hub-format=compressed"
     deadline = _Deadline(limits.deadline_s)
     try:
@@ -421,6 +447,9 @@ def _url_names(url: str, where: str, limits: FetchLimits | None = None) -> set[s
     except tarfile.TarError as exc:
         raise UserError(f"{where}: {url} did not answer a tar.gz model archive ({exc}); "
                         "serve it with the TF Hub hosting protocol")
+    except ValueError as exc:  # UnicodeError of a bad host name (idna), raised on connect
+        raise UserError(f"{where}: {url} is not a valid URL ({type(exc).__name__}: {exc}); "
+                        "check it")
 
 
 def detect_format(handle: str, where: str, fetch: FetchLimits | None = None) -> str:

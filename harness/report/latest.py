@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import json
 import os
 import secrets
 import shutil
@@ -45,6 +46,8 @@ def refresh_latest(run_dir: str) -> str:
     run_id = os.path.basename(os.path.abspath(run_dir))
     with open(os.path.join(reports, LOCK), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        if _started(latest) > _started(run_dir):  # a newer run got here first
+            return latest
         name = f"{COPY_PREFIX}{run_id}-{secrets.token_hex(4)}"
         copy = os.path.join(reports, name)
         os.makedirs(copy)
@@ -63,6 +66,15 @@ def refresh_latest(run_dir: str) -> str:
             os.utime(os.path.join(reports, previous))  # its grace period starts now
         _remove_old_copies(reports, name)
     return latest
+
+
+def _started(run_dir: str) -> str:
+    """``run.started_at`` of a run's (or latest's) summary.json ("" when unknown)."""
+    try:
+        with open(os.path.join(run_dir, "summary.json")) as fh:
+            return str((json.load(fh).get("run") or {}).get("started_at") or "")
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def _migrate(latest: str, link: str) -> None:

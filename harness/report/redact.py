@@ -17,8 +17,9 @@ Every file a run publishes (``results.jsonl``, ``summary.json``, ``compat.md``,
   ``<tmp>``, ``/root`` and ``/home/USER`` to ``~``;
 - the hub server's ``http://127.0.0.1:PORT`` to ``<hub>``;
 - the values of env vars the matrix does not publish (``settings.publish.env_vars``,
-  values of 4 characters or more) and, unless ``settings.publish.host``, the host name,
-  to ``<hidden>``.
+  values of 4 characters or more) and, unless ``settings.publish.host``, the host name
+  (the run's, from run.json, and this machine's), to ``<hidden>``: as whole words, in
+  free text only (messages, tracebacks, details, metadata values; never keys, ids, names).
 
 Records under ``records/`` are never rewritten: they stay the full local evidence.
 """
@@ -49,6 +50,8 @@ _FALLBACKS = (
     (r"/(?:private/)?(?:var/)?tmp" + _END, lambda path: "<tmp>"),
     (r"/root" + _END + r"|/home/[\w.@-]+" + _END, lambda path: "~"),
 )
+# the fields of a record that are free text (the rest are ids, names and versions)
+FREE_TEXT = ("message", "traceback", "details", "repro")
 MIN_SECRET = 4  # shorter values (``"1"``) would hide every such character of the report
 
 
@@ -90,22 +93,22 @@ class Redactor:
         # of another port
         self._hubs = [(u.split("://", 1)[-1], re.compile(
             r"(?:https?://)?" + re.escape(u.split("://", 1)[-1]) + r"(?!\d)")) for u in hubs]
-        self._literals = [(s, HIDDEN) for s in sorted(
+        # a private value or the host name: whole words only (never inside another word)
+        self._private = [(s, re.compile(r"(?<!\w)" + re.escape(s) + r"(?!\w)")) for s in sorted(
             {s for s in secrets if s and len(s) >= MIN_SECRET}, key=len, reverse=True)]
-        self._hosts = [(h, re.compile(r"(?<![\w.-])" + re.escape(h) + r"(?![\w-]|\.\w)"))
-                       for h in sorted(set(hosts), key=len, reverse=True)
-                       if h and h not in ("localhost", HIDDEN)]
+        self._private += [(h, re.compile(r"(?<![\w.-])" + re.escape(h) + r"(?![\w-]|\.\w)"))
+                          for h in sorted(set(hosts), key=len, reverse=True)
+                          if h and h not in ("localhost", HIDDEN)]
 
-    def text(self, value: str, env_id: str | None = None) -> str:
-        """``value`` with every private part replaced (``env_id``: whose record it is)."""
+    def text(self, value: str, env_id: str | None = None, private: bool = True) -> str:
+        """``value`` with every private part replaced (``env_id``: whose record it is).
+        ``private=False``: paths and the hub server only — for names (keys, ids, versions)
+        that a private value must never garble (a host named ``gpu``, a value ``True``)."""
         for address, pattern in self._hubs:
             if address in value:
                 value = pattern.sub(HUB, value)
-        for literal, label in self._literals:
+        for literal, pattern in self._private if private else ():
             if literal in value:
-                value = value.replace(literal, label)
-        for host, pattern in self._hosts:
-            if host in value:
                 value = pattern.sub(HIDDEN, value)
         if "/" not in value:
             return value
@@ -122,20 +125,25 @@ class Redactor:
         return label
 
     def tree(self, value: Any, env_id: str | None = None) -> Any:
-        """A copy of a JSON-like ``value`` with every string (keys too) rewritten."""
+        """A copy of a JSON-like ``value`` with every string rewritten (keys: their paths
+        only)."""
         if isinstance(value, str):
             return self.text(value, env_id)
         if isinstance(value, dict):
-            return {self.text(k, env_id) if isinstance(k, str) else k:
+            return {self.text(k, env_id, private=False) if isinstance(k, str) else k:
                     self.tree(v, env_id) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [self.tree(v, env_id) for v in value]
         return value
 
     def record(self, rec: dict[str, Any]) -> dict[str, Any]:
-        """A result record as it is published: its repro command runs from the project's
-        root, so a path inside the project is shown relative to it (still runnable)."""
-        out = self.tree(rec, rec.get("env_id"))
+        """A result record as it is published: private values are hidden in its free text
+        (``FREE_TEXT``) only, never in its ids and names; its repro command runs from the
+        project's root, so a path inside the project is shown relative to it (runnable)."""
+        env_id = rec.get("env_id")
+        out = {k: self.tree(v, env_id) if k in FREE_TEXT else
+               self.text(v, env_id, private=False) if isinstance(v, str) else v
+               for k, v in rec.items()}
         if isinstance(out.get("repro"), str):
             out["repro"] = out["repro"].replace("<project>/", "")
         return out
@@ -247,7 +255,12 @@ def for_run(run_dir: str, reports_dir: str, matrix: Any, envs: dict[str, Any],
     roots += sorted(pythons.items())
     broad = [(pyenv_root() or "", "<pyenv>"), (tempfile.gettempdir(), "<tmp>"),
              (os.path.expanduser("~"), "~")]
+    from .completeness import read_run_file
+    meta = read_run_file(run_dir) or {}  # every hub server the run had (resumed: several)
     hubs = [p["hub_url"] for p in plans if isinstance(p.get("hub_url"), str)]
+    hubs += [u for u in meta.get("hub_urls") or () if isinstance(u, str)]
+    if isinstance(meta.get("host"), str):  # where it ran (a report rebuilt elsewhere)
+        hosts = [*hosts, meta["host"]]
     public = set(publish.env_vars)
     secrets = {str(v) for e in matrix.envs for k, v in e.env_vars if k not in public}
     secrets |= {str(v) for info in envs.values() if isinstance(info, dict)

@@ -39,7 +39,7 @@ def _envs(records):
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    matrix = config.load(os.path.join(ROOT, "matrix.yaml"), check_interpreters=False)
+    matrix = config.load(os.path.join(ROOT, "matrix.yaml"))
     reports = tmp_path_factory.mktemp("reports")
     runs = {}
     for name, started in (("full4", "2026-11-21T20:00:00Z"), ("full5", "2026-11-21T21:00:00Z")):

@@ -198,3 +198,12 @@ def test_harness_report_of_an_older_or_case_run_leaves_latest(default_matrix_pat
     proc = report(older)
     assert (proc.returncode, proc.stderr) == (0, "")
     assert (reports / "latest" / "RUN").read_text() == "r2\n"
+
+
+def test_an_older_run_refreshing_after_a_newer_one_leaves_latest(tmp_path):
+    reports = tmp_path / "reports"
+    old = _run(reports, "old", started="2026-12-01T00:00:00Z")
+    new = _run(reports, "new", started="2026-12-02T00:00:00Z")
+    refresh_latest(new)
+    refresh_latest(old)  # it decided to refresh before the newer run had finished
+    assert (reports / "latest" / "RUN").read_text().strip() == "new"

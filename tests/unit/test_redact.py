@@ -123,7 +123,7 @@ def _matrix(tmp_path, publish=None, extra_env_vars=None):
     env["env_vars"] = dict(env.get("env_vars") or {}, **(extra_env_vars or {}))
     path = tmp_path / "matrix.yaml"
     path.write_text(yaml.safe_dump(raw))
-    return config.load(str(path), check_interpreters=False)
+    return config.load(str(path))
 
 
 def test_for_run_knows_the_runs_roots(tmp_path):
@@ -225,3 +225,17 @@ def test_published_files_of_a_run_hold_no_host_path(tmp_path):
     assert "<python>/lib/python3.12/json/decoder.py" in results
     assert "<run>/store/tf115/tf1/x" in results and "<hub>/tf115/tf1/x" in results
     assert (run_dir / "records" / "a.gw0.jsonl").read_text() == raw  # records stay raw
+
+
+def test_private_values_never_garble_ids_keys_or_words_inside_words():
+    r = Redactor(secrets=["tensorflow", "True"], hosts=["gpu"])
+    rec = {"case_id": "gpu/tf2/saved_model/load/hub.load/mlp", "env_id": "gpu",
+           "device": "gpu", "tensorflow": "2.15.1",
+           "message": "No module named tensorflow on gpu (tensorflow_hub: m(x, training=True))",
+           "details": {"tensorflow": "tensorflow"}}
+    out = r.record(rec)
+    assert {k: out[k] for k in ("case_id", "env_id", "device", "tensorflow")} == \
+        {k: rec[k] for k in ("case_id", "env_id", "device", "tensorflow")}
+    assert out["message"] == ("No module named <hidden> on <hidden> (tensorflow_hub: "
+                              "m(x, training=<hidden>))")
+    assert out["details"] == {"tensorflow": "<hidden>"}  # keys stay

@@ -67,3 +67,8 @@ def test_a_run_held_by_another_process_is_refused(tmp_path):
         holder.wait()
         holder.stdout.close()
     _lock_run(str(tmp_path), "r")  # free again
+
+
+def test_braces_in_a_path_stay_text_in_the_repro_template():
+    template = repro_of(Options(matrix="/x/{a}.yaml"))
+    assert template.format(case_id="c") == "nox -s matrix -- --matrix '/x/{a}.yaml' --case c"

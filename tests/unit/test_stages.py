@@ -185,3 +185,12 @@ def test_a_stage_run_again_runs_only_what_has_no_record(watched, tmp_path, monke
     assert again.returncode is None  # no process was started
     ids = [r["case_id"] for r in read_records(paths.records)]
     assert len(ids) == len(set(ids)) == planned(matrix, run, tmp_path)
+
+
+def test_an_env_id_with_dots_is_never_another_stage(tmp_path):
+    from harness.runtime.records import RecordWriter
+    for prefix in ("create.x.tf2", "create.x.tf2.compat"):  # env x / tf2 and env x.tf2 / compat
+        RecordWriter(str(tmp_path / f"{prefix}.gw0.jsonl")).write({"case_id": prefix})
+    assert [r["case_id"] for r in read_records(str(tmp_path), "create.x.tf2")] == [
+        "create.x.tf2"]
+    assert len(read_records(str(tmp_path), "create")) == 2

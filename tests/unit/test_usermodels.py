@@ -414,11 +414,11 @@ def test_gzip_bomb_over_the_extract_cap_is_refused_at_its_header(tmpdir_watched)
 
 
 def test_unpacked_bytes_are_counted_as_they_come():
-    """A 3 MiB member name (a pax header) is read before any member: the unpacked count
-    stops it, not the member sizes."""
-    with Server(archive(targz(member("x" * (3 * MiB), b"")))) as server:
-        got, _ = _fetch(server.url + "/m", max_extract_mb=1)
-    assert "the archive unpacks to more than 1 MiB (max_extract_mb)" in _one_line_error(got)
+    """A 900 KiB member name (a pax header under the header cap) is read before any
+    member: the unpacked count stops it, not the member sizes."""
+    with Server(archive(targz(member("x" * (900 << 10), b"")))) as server:
+        got, _ = _fetch(server.url + "/m", max_extract_mb=0.5)
+    assert "the archive unpacks to more than 0.5 MiB (max_extract_mb)" in _one_line_error(got)
 
 
 def _big_model():
@@ -532,6 +532,7 @@ def test_model_flag_takes_the_matrix_settings(tmp_path, default_matrix_path):
 
 @pytest.mark.parametrize("fetch, message", [
     ({"deadline_s": 0}, "settings.fetch.deadline_s: must be > 0"),
+    ({"deadline_s": float("inf")}, "settings.fetch.deadline_s: must be > 0 and finite"),
     ({"max_download_mb": "big"}, "settings.fetch.max_download_mb: expected float"),
     ({"deadline": 3}, "settings.fetch.deadline: unknown key; did you mean 'deadline_s'?"),
 ])
@@ -549,3 +550,24 @@ def test_bad_fetch_key_on_a_model(tmp_path, default_matrix_path):
                                "max_extract_mb": -1}])
     with pytest.raises(UserError, match=r"models\[0\].max_extract_mb: must be > 0"):
         config.load(str(path))
+
+
+def test_a_huge_tar_header_is_refused_unread():
+    """A PAX header member tarfile would read whole into memory (64 MiB of one attribute
+    in 65 KB of gzip) is refused at its size, before its bytes are read."""
+    info = tarfile.TarInfo("saved_model.pb")
+    info.size = 2
+    info.pax_headers = {"comment": "x" * (64 * MiB)}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(b"\x08\x01"))
+    assert len(buf.getvalue()) < MiB
+    with Server(archive(buf.getvalue())) as server:
+        got, seconds = _fetch(server.url + "/m")
+    assert "a tar header member of 64 MiB" in _one_line_error(got) and seconds < 10
+
+
+@pytest.mark.parametrize("url", ["http://a..b/x", "http://[::1/x", "http://127.0.0.1:99999/x"])
+def test_a_malformed_url_is_one_line(url):
+    got, _ = _fetch(url)
+    assert "is not a valid URL" in _one_line_error(got)
