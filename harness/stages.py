@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import registry
 from .backends import Provisioned, ProvisionError
@@ -203,7 +204,7 @@ class CaseWatch:
     def markers(self) -> list[tuple[str, dict]]:
         found = []
         for path in stage_files(self.records, self.prefix, ".running.json"):
-            marker = _read_marker(path)
+            marker = _read_json(path)
             if marker is not None:  # (None: replaced or removed while we looked)
                 found.append((path, marker))
         return found
@@ -222,7 +223,7 @@ class CaseWatch:
                 outcome, etype = CRASHED, "ProcessCrashed"
                 why = (f"the process running this case (pid {pid}, worker {worker}) died "
                        f"while it ran; log {self.log_path}: {_tail(self.log_path)}")
-            elif ran > self.timeout_s and _read_marker(path) == marker:  # (still this case)
+            elif ran > self.timeout_s and _read_json(path) == marker:  # (still this case)
                 kill_tree(pid)
                 self.killed.add(pid)
                 _wait_gone(pid)
@@ -232,7 +233,7 @@ class CaseWatch:
                        f"went on without it; log {self.log_path}")
             else:
                 continue
-            if _read_marker(path) == marker:  # else: the next case it started, next time
+            if _read_json(path) == marker:  # else: the next case it started, next time
                 with contextlib.suppress(OSError):
                     os.remove(path)
             if cid not in recorded_ids(self.records, self.prefix):
@@ -245,7 +246,8 @@ class CaseWatch:
         self.at_timeout = {m["case_id"] for _, m in self.markers()}
 
 
-def _read_marker(path: str) -> dict | None:
+def _read_json(path: str) -> Any:
+    """A JSON file's value (None: missing, or cut or replaced while we read it)."""
     try:
         with open(path) as fh:
             return json.load(fh)
@@ -253,13 +255,19 @@ def _read_marker(path: str) -> dict | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not)."""
+def _stat(pid: int | str) -> list[str]:
+    """``/proc/<pid>/stat`` after the command name: state, ppid, ... ([]: no such process)."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+            return fh.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return False
+        return []
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    state = _stat(pid)
+    return bool(state) and state[0] not in ("Z", "X")
 
 
 def _wait_gone(pid: int, timeout: float = 10.0) -> None:
@@ -271,14 +279,10 @@ def _wait_gone(pid: int, timeout: float = 10.0) -> None:
 def kill_tree(pid: int) -> None:
     """SIGKILL ``pid`` and every process below it (the other processes a case started)."""
     children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        state = _stat(entry)
+        if len(state) > 1:
+            children.setdefault(int(state[1]), []).append(int(entry))
     tree, todo = [], [pid]
     while todo:
         p = todo.pop()
@@ -394,11 +398,7 @@ def read_facts(records_dir: str) -> dict[str, dict[str, dict]]:
 
 
 def _collected(records_dir: str, prefix: str) -> list[str] | None:
-    try:
-        with open(os.path.join(records_dir, prefix + ".collected.json")) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
+    return _read_json(os.path.join(records_dir, prefix + ".collected.json"))
 
 
 def _tail(path: str) -> str:

@@ -31,6 +31,20 @@ def default_signals():
         signal.signal(signum, signal.SIG_DFL)
 
 
+def stop(proc):
+    """SIGTERM (a clean stop), SIGKILL after 15 s; its pipes closed."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 def start_run(matrix, run_id, **popen):
     return subprocess.Popen([sys.executable, "-m", "harness", "run", "--matrix", str(matrix),
                              "--run-id", run_id], cwd=ROOT, text=True,

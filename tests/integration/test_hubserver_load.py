@@ -19,19 +19,13 @@ import time
 
 import pytest
 
+from .runs import ROOT, default_signals, stop
+
 pytestmark = pytest.mark.integration
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BURST = 2500  # slow connections (fewer when the file-descriptor limit cannot fit them)
 WORKERS, MAX_CONNECTIONS = 32, 256  # harness serve's defaults
 ARCHIVE = "/m?tf-hub-format=compressed"
-
-
-def default_signals():
-    """In a child (``preexec_fn``): Ctrl-C, SIGTERM and SIGHUP at their default dispositions,
-    however this test session was started (``cmd &`` hands SIGINT down ignored)."""
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -57,19 +51,6 @@ def serve(tmp_path, *args, env=None):
         yield proc, int(first.split("http://127.0.0.1:")[1].split("/")[0])
     finally:
         stop(proc)
-
-
-def stop(proc):
-    """SIGTERM (a clean stop), SIGKILL after 15 s; its pipes closed."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(30)
-    for pipe in (proc.stdout, proc.stderr):
-        pipe.close()
 
 
 def get(port, target, timeout=10.0, method="GET"):

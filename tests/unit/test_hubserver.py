@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from integration.runs import default_signals, stop  # (tests/ is the packages' base)
 
 from harness.cli import main
 from harness.errors import UserError
@@ -824,14 +825,6 @@ def test_cli_errors(capsys, tmp_path, monkeypatch, model):
     assert f"--port {port}" in err and "cannot listen" in err
 
 
-def default_signals():
-    """In a child (``preexec_fn``): Ctrl-C, SIGTERM and SIGHUP at their default dispositions,
-    however this test session was started (``cmd &`` hands SIGINT down ignored, nohup
-    SIGHUP)."""
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_DFL)
-
-
 @contextlib.contextmanager
 def serve_process(args, cwd, env=None):
     """``harness serve ARGS`` as a real process, stopped (and its pipes closed) on the way out
@@ -843,15 +836,7 @@ def serve_process(args, cwd, env=None):
     try:
         yield proc
     finally:
-        if proc.poll() is None:  # SIGTERM is a clean stop; SIGKILL if that does not do
-            proc.terminate()
-            try:
-                proc.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(30)
-        for pipe in (proc.stdout, proc.stderr):
-            pipe.close()
+        stop(proc)
 
 
 def test_cli_serves_until_ctrl_c(tmp_path, model):
