@@ -49,6 +49,19 @@ class Env:
     backend: str = "venv"
     device: str = "cpu"
     description: str = ""
+    # from a ``releases:`` table (or given by hand): the TF release (major.minor) and the
+    # flavour (hub / Keras / pins variant) this env stands for; "" when not on the axis
+    release: str = ""
+    flavour: str = ""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """``sampling:``: which producers' models a consumer runs every variant on (``full``:
+    env ids, ``own`` = the consumer's own env), and the one call per format x column it
+    runs on one model of every other producer release (``primary``)."""
+    full: tuple[str, ...]
+    primary: tuple[tuple[str, str, str], ...]  # (format, column, api)
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,9 @@ class Expectation:
     api: str
     claim: str
     source: str
+    # the variants (api names) the documents name for this cell: its level and verdict
+    # count these only (every variant stays in the drill-down); () = every variant
+    calls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,6 +114,10 @@ class Matrix:
     envs: tuple[Env, ...]
     models: tuple[Model, ...]
     expectations: tuple[Expectation, ...]
+    sampling: Sampling | None = None
+    # health checks (api names) an env x mode must pass for the documents' prerequisites
+    # to hold there: its cases still run and show, but do not count in the headline levels
+    prerequisites: tuple[str, ...] = ()
 
     def env(self, env_id: str) -> Env:
         for env in self.envs:
@@ -200,18 +220,55 @@ def load(path: str) -> Matrix:
 
 
 def validate(raw: Any, path: str) -> Matrix:
+    from . import releases  # the release axis and sampling (they use this module's checks)
     c = _Checker(path)
-    top = c.mapping(raw, "", ("envs", "expectations"),
-                    ("schema_version", "settings", "models"))
+    top = c.mapping(raw, "", ("expectations",),
+                    ("schema_version", "settings", "models", "envs", "releases", "sampling",
+                     "prerequisites"))
     if "schema_version" in top and c.typed(top["schema_version"], "schema_version", int) != 1:
         raise c.fail("schema_version", f"unsupported version {top['schema_version']}; use 1")
     base = os.path.dirname(os.path.abspath(path))
     settings = _settings(c, top.get("settings", {}), base)
-    envs = _envs(c, top["envs"])
+    if "envs" not in top and "releases" not in top:
+        raise c.fail("top level", "missing required key 'envs' (or a 'releases' table)")
+    envs = _envs(c, top.get("envs", []), allow_empty="releases" in top)
+    if "releases" in top:
+        envs = _unique(c, envs + releases.expand(c, top["releases"]))
     models = _models(c, top.get("models", [{"name": "mlp", "definition": "models/mlp.json"}]),
                      base, settings.fetch)
-    expectations = _expectations(c, top["expectations"])
-    return Matrix(os.path.abspath(path), settings, envs, models, expectations)
+    expectations = _expectations(c, _shared_expectations(c, top["expectations"], base))
+    sampling = releases.sampling(c, top["sampling"], envs) if "sampling" in top else None
+    prerequisites = releases.prerequisites(c, top.get("prerequisites", []))
+    return Matrix(os.path.abspath(path), settings, envs, models, expectations, sampling,
+                  prerequisites)
+
+
+def _shared_expectations(c: _Checker, raw: Any, base: str) -> Any:
+    """``expectations: ../matrix.yaml``: the list another matrix file holds (one copy of
+    the documents' table for every matrix)."""
+    if not isinstance(raw, str):
+        return raw
+    path = raw if os.path.isabs(raw) else os.path.join(base, raw)
+    try:
+        with open(path) as fh:
+            other = yaml.safe_load(fh)
+    except (OSError, yaml.YAMLError) as exc:
+        raise c.fail("expectations", f"cannot read {raw!r} ({exc.__class__.__name__}); name "
+                                     "a matrix file whose expectations to use, or list them")
+    if not isinstance(other, dict) or not isinstance(other.get("expectations"), list):
+        raise c.fail("expectations", f"{raw!r} has no expectations list; name a matrix file "
+                                     "that has one")
+    return other["expectations"]
+
+
+def _unique(c: _Checker, envs: tuple[Env, ...]) -> tuple[Env, ...]:
+    seen: set[str] = set()
+    for env in envs:
+        if env.id in seen:
+            raise c.fail("releases", f"makes env {env.id!r}, which envs: also has; rename one "
+                                     "(releases.id or the env's id)")
+        seen.add(env.id)
+    return envs
 
 
 def _settings(c: _Checker, raw: Any, base: str) -> Settings:
@@ -312,53 +369,89 @@ def unprovisionable(matrix: Matrix, shown: str | None = None) -> list[str]:
             if find_interpreter(env.python) is None]
 
 
-def _envs(c: _Checker, raw: Any) -> tuple[Env, ...]:
+def _envs(c: _Checker, raw: Any, allow_empty: bool = False) -> tuple[Env, ...]:
     c.typed(raw, "envs", list)
-    if not raw:
+    if not raw and not allow_empty:
         raise c.fail("envs", "must list at least one environment")
     envs: list[Env] = []
     seen: dict[str, int] = {}
     for i, item in enumerate(raw):
         where = f"envs[{i}]"
         e = c.mapping(item, where, ("id", "python", "packages", "modes"),
-                      ("env_vars", "backend", "device", "description"))
+                      ("env_vars", "backend", "device", "description", "release", "flavour"))
         env_id = c.typed(e["id"], f"{where}.id", str)
-        if not env_id or not all(ch.isalnum() or ch in "-_." for ch in env_id):
-            raise c.fail(f"{where}.id", f"{env_id!r}: use letters, digits, '-', '_' or '.'")
+        problem = env_id_problem(env_id)
+        if problem:
+            raise c.fail(f"{where}.id", problem)
         if env_id in seen:
             raise c.fail(f"{where}.id", f"duplicate id {env_id!r} (also envs[{seen[env_id]}]); "
                                         "give each env its own id")
         seen[env_id] = i
-        python = e["python"]
-        if isinstance(python, (int, float)) and not isinstance(python, bool):
-            raise c.fail(f"{where}.python", f"{python!r} was read as a number; quote it "
-                                            "(python: \"3.10\")")
-        c.typed(python, f"{where}.python", str)
-        if not _is_xy(python):
-            raise c.fail(f"{where}.python", f"{python!r}: write the version as \"3.11\" "
-                                            "(quoted, major.minor)")
-        packages = c.str_list(e["packages"], f"{where}.packages")
-        for j, req in enumerate(packages):
-            try:
-                Requirement(req)
-            except InvalidRequirement as exc:
-                raise c.fail(f"{where}.packages[{j}]", f"{req!r} is not a requirement: {exc}")
-        modes = c.str_list(e["modes"], f"{where}.modes")
-        for j, mode in enumerate(modes):
-            c.choice(mode, f"{where}.modes[{j}]", MODES, "mode")
-        if len(set(modes)) != len(modes):
-            raise c.fail(f"{where}.modes", "lists a mode twice")
-        env_vars = c.mapping(e.get("env_vars", {}), f"{where}.env_vars", (),
-                             tuple(e.get("env_vars", {}) or ()))
-        for key, value in env_vars.items():
-            c.typed(value, f"{where}.env_vars.{key}", str)
+        python = python_version(c, e["python"], f"{where}.python")
+        packages = requirements(c, e["packages"], f"{where}.packages")
+        modes = mode_list(c, e["modes"], f"{where}.modes")
+        env_vars = env_var_map(c, e.get("env_vars", {}), f"{where}.env_vars")
+        release = c.typed(e.get("release", ""), f"{where}.release", str)
         envs.append(Env(
-            id=env_id, python=python, packages=tuple(packages), modes=tuple(modes),
-            env_vars=tuple(sorted(env_vars.items())),
+            id=env_id, python=python, packages=packages, modes=modes, env_vars=env_vars,
             backend=c.choice(e.get("backend", "venv"), f"{where}.backend", BACKENDS, "backend"),
             device=c.choice(e.get("device", "cpu"), f"{where}.device", DEVICES, "device"),
-            description=c.typed(e.get("description", ""), f"{where}.description", str)))
+            description=c.typed(e.get("description", ""), f"{where}.description", str),
+            release=release and release_version(c, release, f"{where}.release"),
+            flavour=c.typed(e.get("flavour", ""), f"{where}.flavour", str)))
     return tuple(envs)
+
+
+def env_id_problem(env_id: str) -> str | None:
+    if not env_id or not all(ch.isalnum() or ch in "-_." for ch in env_id):
+        return f"{env_id!r}: use letters, digits, '-', '_' or '.'"
+    return None
+
+
+def python_version(c: _Checker, python: Any, where: str) -> str:
+    if isinstance(python, (int, float)) and not isinstance(python, bool):
+        raise c.fail(where, f"{python!r} was read as a number; quote it (python: \"3.10\")")
+    c.typed(python, where, str)
+    if not _is_xy(python):
+        raise c.fail(where, f"{python!r}: write the version as \"3.11\" (quoted, major.minor)")
+    return python
+
+
+def release_version(c: _Checker, release: Any, where: str) -> str:
+    """A TF release as ``major.minor`` (quoted: 2.10 read as a number is 2.1)."""
+    if isinstance(release, (int, float)) and not isinstance(release, bool):
+        raise c.fail(where, f"{release!r} was read as a number; quote it (\"2.10\")")
+    c.typed(release, where, str)
+    if not _is_xy(release):
+        raise c.fail(where, f"{release!r}: write the release as \"2.15\" (major.minor)")
+    return release
+
+
+def requirements(c: _Checker, raw: Any, where: str, nonempty: bool = True
+                 ) -> tuple[str, ...]:
+    packages = c.str_list(raw, where, nonempty)
+    for j, req in enumerate(packages):
+        try:
+            Requirement(req)
+        except InvalidRequirement as exc:
+            raise c.fail(f"{where}[{j}]", f"{req!r} is not a requirement: {exc}")
+    return tuple(packages)
+
+
+def mode_list(c: _Checker, raw: Any, where: str) -> tuple[str, ...]:
+    modes = c.str_list(raw, where)
+    for j, mode in enumerate(modes):
+        c.choice(mode, f"{where}[{j}]", MODES, "mode")
+    if len(set(modes)) != len(modes):
+        raise c.fail(where, "lists a mode twice")
+    return tuple(modes)
+
+
+def env_var_map(c: _Checker, raw: Any, where: str) -> tuple[tuple[str, str], ...]:
+    env_vars = c.mapping(raw, where, (), tuple(raw or ()) if isinstance(raw, dict) else ())
+    for key, value in env_vars.items():
+        c.typed(value, f"{where}.{key}", str)
+    return tuple(sorted(env_vars.items()))
 
 
 def _is_xy(version: str) -> bool:
@@ -424,6 +517,7 @@ def load_model_spec(path: str, name: str) -> dict[str, Any]:
 
 
 def _expectations(c: _Checker, raw: Any) -> tuple[Expectation, ...]:
+    from . import releases
     c.typed(raw, "expectations", list)
     columns = tuple(sorted(set(COLUMN_OF_MODE.values())))
     fmts = known_formats()
@@ -432,7 +526,7 @@ def _expectations(c: _Checker, raw: Any) -> tuple[Expectation, ...]:
     for i, item in enumerate(raw):
         where = f"expectations[{i}]"
         e = c.mapping(item, where, ("format", "operation", "column", "documented", "claim"),
-                      ("api", "source"))
+                      ("api", "source", "calls"))
         exp = Expectation(
             format=c.choice(e["format"], f"{where}.format", fmts, "format"),
             operation=c.choice(e["operation"], f"{where}.operation", OPERATIONS, "operation"),
@@ -440,7 +534,9 @@ def _expectations(c: _Checker, raw: Any) -> tuple[Expectation, ...]:
             documented=c.choice(e["documented"], f"{where}.documented", LEVELS, "level"),
             api=c.typed(e.get("api", ""), f"{where}.api", str),
             claim=c.typed(e["claim"], f"{where}.claim", str),
-            source=c.typed(e.get("source", ""), f"{where}.source", str))
+            source=c.typed(e.get("source", ""), f"{where}.source", str),
+            calls=releases.calls(c, e.get("calls", []), f"{where}.calls", e["format"],
+                                 e["operation"]))
         key = (exp.format, exp.operation, exp.column)
         if key in seen:
             raise c.fail(where, f"duplicate expectation for {'/'.join(key)} "

@@ -75,8 +75,24 @@ def stage_plan(matrix: Matrix, run: EnvRun, stage: str, run_id: str, store: str,
         "select": select,
         "references": {},
         "repro": REPRO,
+        "sample": sample_plan(matrix),
         **(extra or {}),
     }
+
+
+def sample_plan(matrix: Matrix) -> dict | None:
+    """The plan's ``sample`` (``cases._sampled``): the matrix's ``sampling`` with the
+    release and flavour of every env (an env off the release axis is its own release)."""
+    s = matrix.sampling
+    if s is None:
+        return None
+    primary: dict[str, dict[str, str]] = {}
+    for fmt, column, api in s.primary:
+        primary.setdefault(column, {})[fmt] = api
+    return {"full": [e for e in s.full if e != "own"], "primary": primary,
+            "order": [e.id for e in matrix.envs],
+            "release": {e.id: e.release or e.id for e in matrix.envs},
+            "flavour": {e.id: e.flavour for e in matrix.envs}}
 
 
 def reference_producers(records: list[dict], users: set[str], order: list[str]

@@ -438,7 +438,8 @@ def env_metadata(run: Run) -> dict[str, Any]:
         info: dict[str, Any] = {
             "python": env.python, "packages": list(env.packages), "modes": list(env.modes),
             "env_vars": dict(env.env_vars), "backend": env.backend, "device": env.device,
-            "description": env.description}
+            "description": env.description, "release": env.release or None,
+            "flavour": env.flavour or None}
         if isinstance(prov, ProvisionError):
             info.update(provisioned="error", error=str(prov), versions={})
         else:

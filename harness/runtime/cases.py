@@ -180,6 +180,7 @@ def plan_cases(plan, variants):
         references = plan.get("references") or {}
         manifests = read_manifests(plan["store"])
         chosen = _one_producer(manifests, env_id, mode)
+        sampled = _sampled(plan.get("sample"), manifests, plan["env"], mode)
         for manifest in manifests:
             producer = manifest["producer"]
             kind = manifest.get("spec", {}).get("kind", "mlp")
@@ -195,7 +196,8 @@ def plan_cases(plan, variants):
                         and (not v.base_only or manifest["model"] == base_model(
                             manifest["model"]))
                         and (v.producers == "all" or chosen.get(
-                            (manifest["format"], manifest["model"])) is manifest)):
+                            (manifest["format"], manifest["model"])) is manifest)
+                        and (sampled is None or sampled(manifest, v))):
                     cases.append(Case(
                         "consume", env_id, mode, v.format, v.operation, v.api,
                         manifest["model"], producer["env_id"], producer["mode"],
@@ -210,6 +212,69 @@ def plan_cases(plan, variants):
     cases.sort(key=lambda c: (c.operation != "health", c.format, order[c.operation], c.api,
                               c.model, c.producer_env, c.producer_mode))
     return cases
+
+
+def _sampled(sample, manifests, env, mode):
+    """None (every producer's models get every variant), or the test a (manifest, variant)
+    pair must pass under the matrix's ``sampling``: every variant on the models of the
+    consumer's own env (all its modes) and of each other ``full`` producer (one mode per
+    model: the consumer's column's first), and the primary load call of the consumer's
+    column on one base model per format of every other producer release."""
+    if not sample:
+        return None
+    column = COLUMN_OF_MODE[mode]
+    primary = sample["primary"].get(column, {})
+    full = set(sample["full"]) | {env["id"]}
+    references = _representatives(sample, manifests, env, mode, lambda m: (
+        m["producer"]["env_id"], m["format"], m["model"]), set(sample["full"]) - {env["id"]})
+    covered = {sample["release"].get(e, e) for e in full}
+    others = _representatives(sample, manifests, env, mode, lambda m: (
+        _release(sample, m), m["format"], m["model"]), None, skip=covered)
+
+    def keep(manifest, variant):
+        producer = manifest["producer"]["env_id"]
+        if producer == env["id"]:
+            return True
+        if producer in full:
+            return references.get((producer, manifest["format"], manifest["model"])) \
+                is manifest
+        return (variant.operation == "load" and variant.via == "path"
+                and primary.get(variant.format) == variant.api
+                and others.get((_release(sample, manifest), manifest["format"],
+                                manifest["model"])) is manifest)
+    return keep
+
+
+def _release(sample, manifest):
+    producer = manifest["producer"]["env_id"]
+    return sample["release"].get(producer, producer)
+
+
+def _representatives(sample, manifests, env, mode, key_of, only=None, skip=()):
+    """{key: manifest}, one per ``key_of(manifest)``: made by the env of the consumer's
+    flavour when there is one (else the first in matrix order), in the consumer's column
+    (its own mode first).  ``only``: producer envs to consider (None: all, base models
+    only, releases in ``skip`` left out)."""
+    order = {e: i for i, e in enumerate(sample["order"])}
+    flavour = sample["flavour"].get(env["id"], "")
+    column = COLUMN_OF_MODE[mode]
+
+    def rank(manifest):
+        producer = manifest["producer"]
+        return (sample["flavour"].get(producer["env_id"], "") != flavour,
+                order.get(producer["env_id"], len(order)),
+                COLUMN_OF_MODE.get(producer["mode"]) != column, producer["mode"] != mode,
+                MODES.index(producer["mode"]) if producer["mode"] in MODES else len(MODES))
+    chosen = {}
+    for manifest in sorted(manifests, key=rank):
+        if only is not None:
+            if manifest["producer"]["env_id"] not in only:
+                continue
+        elif _release(sample, manifest) in skip or \
+                manifest["model"] != base_model(manifest["model"]):
+            continue
+        chosen.setdefault(key_of(manifest), manifest)
+    return chosen
 
 
 def _one_producer(manifests, env_id, mode):
