@@ -207,6 +207,15 @@ def _documents_table(cells: list[dict[str, Any]]) -> list[str]:
                 if handle and handle["attempted"] + handle["infra"] + handle.get("missing", 0):
                     text += (f"<br>by handle: {MARK[handle['observed']]} {handle['observed']} "
                              f"{_count_text(handle)}")
+                text += "".join(f"<br>{_esc(r['text'])}" for r in c.get("ranges") or [])
+                text += "".join(f"<br>{_esc(k['text'])}" for k in c.get("conditions") or [])
+                text += "".join(f"<br>breaker (prerequisite failed, not counted): {b['cases']} × "
+                                f"{_esc(_first(b.get('error_type')) + ': ' + _first(b['message']))}"
+                                for b in c.get("breakers") or [])
+                every = c.get("all_calls")
+                if every and (every["passed"], every["attempted"]) != (c["passed"],
+                                                                      c["attempted"]):
+                    text += f"<br>all variants: {_count_text(every)}"
                 row.append(text)
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")

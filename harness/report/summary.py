@@ -153,9 +153,43 @@ def _groups(df: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     return {k: g for k, g in df.groupby(["format", "operation", "column"])} if len(df) else {}
 
 
+def prerequisites_fail(full: pd.DataFrame, matrix: Matrix) -> set[tuple[str, str]]:
+    """The env x modes where a health check the documents presuppose
+    (``matrix.prerequisites``, e.g. ``import-tensorflow_hub``) did not pass."""
+    if not matrix.prerequisites or not len(full):
+        return set()
+    checks = full[(full["operation"] == "health") & full["api"].isin(matrix.prerequisites)]
+    bad = checks[checks["outcome"] != PASSED]
+    return {(e, m) for e, m in zip(bad["env_id"], bad["mode"])}
+
+
+def judged(df: pd.DataFrame, matrix: Matrix, broken: set[tuple[str, str]]
+           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the records a documents' cell's level and verdict count: the calls its expectation
+    names, in env x modes where the prerequisites hold; the documents' calls in the others,
+    whose failures are shown as the cell's breakers)."""
+    if not len(df):
+        return df, df
+    named = pd.Series(True, index=df.index)
+    for e in matrix.expectations:
+        if e.calls:
+            here = (df["format"] == e.format) & (df["operation"] == e.operation) & \
+                (df["column"] == e.column)
+            named &= ~here | df["api"].isin(e.calls)
+    held = pd.Series([(env, mode) not in broken for env, mode in zip(df["env_id"], df["mode"])],
+                     index=df.index, dtype=bool)
+    return df[named & held], df[named & ~held]
+
+
 def cells(df: pd.DataFrame, matrix: Matrix, handle: pd.DataFrame | None = None,
-          missing: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+          missing: pd.DataFrame | None = None, broken: set[tuple[str, str]] | None = None
+          ) -> list[dict[str, Any]]:
     """The documents' table: format x operation x column, documented vs observed.
+
+    A cell's level and verdict count the calls the documents name (``calls``) where the
+    documents' prerequisites hold (``broken``: the env x modes where they do not);
+    ``all_calls`` keeps the counts over every variant and env, and ``breakers`` the
+    distinct failures of the documents' calls where a prerequisite failed.
 
     ``handle``: the same calls made on a URL (``by_handle``); load and fine-tune
     cells get their own level, counts and verdict for them.  ``missing``: the planned
@@ -168,7 +202,10 @@ def cells(df: pd.DataFrame, matrix: Matrix, handle: pd.DataFrame | None = None,
     fmts = sorted(set(df["format"].dropna()) | {e.format for e in matrix.expectations}
                   | {k[0] for k in absent} | {k[0] for k in absent_url})
     columns = sorted(COLUMN_TITLES)
-    grouped = _groups(df)
+    counted, breaking = judged(df, matrix, broken or set())
+    everything = _groups(df)
+    grouped = _groups(counted)
+    breakers = _groups(breaking)
     by_url = _groups(handle if handle is not None else df.iloc[0:0])
     out = []
     for fmt in fmts:
@@ -185,6 +222,11 @@ def cells(df: pd.DataFrame, matrix: Matrix, handle: pd.DataFrame | None = None,
                             apis=sorted(set(group["api"])) if group is not None else [],
                             verdict=verdict(exp.documented if exp else None, cell["observed"]))
                 cell["examples"] = _examples(group) if group is not None else []
+                cell["calls"] = list(exp.calls) if exp else []
+                whole = everything.get((fmt, op, col))
+                cell["all_calls"] = _cell(_counts(whole) if whole is not None else {})
+                broke = breakers.get((fmt, op, col))
+                cell["breakers"] = _examples(broke) if broke is not None else []
                 _mark_missing(cell, absent.get((fmt, op, col), 0))
                 if op in BY_HANDLE:
                     cell["by_handle"] = _mark_missing(
@@ -374,7 +416,7 @@ def summarize(records: list[dict], matrix: Matrix, run: dict[str, Any],
                    "producers": int(df.loc[(df["operation"] == "create")
                                            & (df["outcome"] == PASSED)].shape[0])
                    if len(df) else 0},
-        "cells": cells(df, matrix, handle, absent),
+        "cells": cells(df, matrix, handle, absent, prerequisites_fail(full, matrix)),
         "env_cells": env_cells(df, absent),
         "health": health(full),
         "downloads": downloads(full),

@@ -221,7 +221,8 @@ def test_report_of_an_unfinished_run(matrix, tmp_path):
                                          "missing": len(cases) - 3}]
     cell = {(c["format"], c["operation"], c["column"]): c for c in summary["cells"]}
     load = cell[("saved_model", "load", "tf2")]
-    assert (load["passed"], load["attempted"], load["incomplete"]) == (1, 2, True)
+    assert (load["all_calls"]["passed"], load["all_calls"]["attempted"], load["incomplete"]) \
+        == (1, 2, True)
     assert load["missing"] == len(loads) - 2
     assert load["by_handle"]["incomplete"] and load["by_handle"]["missing"] == len(urls) - 1
     assert cell[("saved_model", "fine_tune", "tf2")]["incomplete"]

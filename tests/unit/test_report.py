@@ -193,7 +193,8 @@ def test_harness_error_is_infrastructure_listed_with_its_traceback(default_matri
                 == ("saved_model", "fine_tune", "tf1"))
     old = before[("saved_model", "fine_tune", "tf1")]
     assert (cell["attempted"], cell["observed"]) == (old["attempted"], old["observed"])
-    assert cell["infra"] == old["infra"] + 1  # infrastructure, never "not supported"
+    assert cell["all_calls"]["attempted"] == old["all_calls"]["attempted"]
+    assert cell["all_calls"]["infra"] == old["all_calls"]["infra"] + 1  # never "not supported"
     infra = summary["infrastructure"]
     assert infra["counts"] == {"crashed": 1, "env_error": 1, "harness_error": 1}
     assert infra["harness_errors"] == [{
