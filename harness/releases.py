@@ -26,8 +26,17 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
-from .config import (Env, Sampling, _Checker, env_id_problem, env_var_map, mode_list,
-                     python_version, release_version, requirements)
+from .config import (
+    Env,
+    Sampling,
+    _Checker,
+    env_id_problem,
+    env_var_map,
+    mode_list,
+    python_version,
+    release_version,
+    requirements,
+)
 from .runtime.cases import COLUMN_OF_MODE, HEALTH_MODEL
 
 DEFAULT_ID = "tf{release}-{flavour}"
