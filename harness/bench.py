@@ -9,7 +9,10 @@
    the same file from ``python -m http.server`` on loopback (``--only server`` runs it alone);
 5. building the report (``write_reports``: summary.json, compat.md, index.html) from the
    records of a real run (``--report-run``, default the last run) and from a synthetic
-   100 env x 200 case record set (``--only report`` runs it alone).
+   100 env x 200 case record set (``--only report`` runs it alone);
+6. a finished run's wall time against its floor (``--floor-run RUN_DIR``, e.g. the
+   versions matrix's run; ``--only floor`` runs it alone): the sum of its cases' times plus
+   one TensorFlow import (measured now, in each env) per stage process, over the cores.
 """
 from __future__ import annotations
 
@@ -39,14 +42,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--matrix", default="matrix.yaml")
     p.add_argument("--env", default="tf221-tfkeras", help="env whose tf2 mode is measured")
     p.add_argument("--producer", default="tf115", help="second producer env (first mode)")
-    p.add_argument("--only", choices=("matrix", "server", "report"),
+    p.add_argument("--only", choices=("matrix", "server", "report", "floor"),
                    help="run only the matrix parts (1-3), the hub server part (4) or the "
                         "report part (5)")
     p.add_argument("--report-run", metavar="RUN_DIR",
                    help="run whose records part 5 reports on (default: reports/<latest run>)")
     p.add_argument("--server-mb", type=int, default=200, metavar="MB",
                    help="size of the hub server part's model (default: 200)")
+    p.add_argument("--floor-run", metavar="RUN_DIR",
+                   help="finished run whose wall time part 6 compares with its floor")
     args = p.parse_args(argv)
+    if args.only == "floor" or args.floor_run:
+        if not args.floor_run:
+            p.error("--only floor needs --floor-run RUN_DIR (e.g. reports/<versions run>)")
+        _bench_floor(args.floor_run)
+        if args.only == "floor":
+            return 0
     if args.only in (None, "matrix"):
         _bench_matrix(args)
     if args.only in (None, "server"):
@@ -109,6 +120,39 @@ def _bench_matrix(args: argparse.Namespace) -> None:
         print(f"parallel 2 x -n 1 vs parallel 1 x -n 2: {sched[1] / sched[2]:.2f}x faster")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _bench_floor(run_dir: str) -> None:
+    """Part 6: wall time vs (sum of case times + one TF import per stage process) / cores."""
+    import glob
+    import json
+    with open(os.path.join(run_dir, "summary.json")) as fh:
+        summary = json.load(fh)
+    with open(os.path.join(run_dir, "run.json")) as fh:
+        matrix = config.load(json.load(fh)["matrix"])
+    with open(os.path.join(run_dir, "results.jsonl")) as fh:
+        case_s = sum(json.loads(line).get("duration_s") or 0 for line in fh if line.strip())
+    stages: dict[str, int] = {}
+    for plan in glob.glob(os.path.join(run_dir, "plans", "*.json")):
+        env_id = json.load(open(plan))["env"]["id"]
+        stages[env_id] = stages.get(env_id, 0) + 1
+    backend = VenvBackend(matrix.settings.envs_dir, "", "", log=lambda m: None)
+    import_s = 0.0
+    for env_id, n in stages.items():
+        env = matrix.env(env_id)
+        python = os.path.join(backend.location(env), "bin", "python")
+        if not os.path.exists(python):
+            continue  # never provisioned (its cases are env_error records)
+        t0 = time.monotonic()
+        subprocess.run([python, "-c", "import tensorflow"], capture_output=True,
+                       env={**os.environ, **dict(env.env_vars), "TF_CPP_MIN_LOG_LEVEL": "3"})
+        import_s += n * (time.monotonic() - t0)
+    cores = os.cpu_count() or 1
+    floor = (case_s + import_s) / cores
+    wall = summary["run"].get("duration_s") or 0
+    print(f"floor of {os.path.basename(os.path.normpath(run_dir))}: cases {case_s:.0f}s + "
+          f"{sum(stages.values())} TF imports {import_s:.0f}s over {cores} cores = "
+          f"{floor:.0f}s; wall {wall:.0f}s -> {wall / floor:.2f}x the floor")
 
 
 def _make_big_model(root: str, size_mb: int) -> int:
