@@ -42,6 +42,7 @@ def write_reports(run_dir: str, records: list[dict], matrix: Matrix, run: dict[s
     """
     from ..stages import read_facts
     from ..wheel import PROJECT_ROOT
+    from . import docs_table
     from .completeness import check
     from .diff import changes, load_baseline, resolve_baseline
     from .history import collect
@@ -77,9 +78,12 @@ def write_reports(run_dir: str, records: list[dict], matrix: Matrix, run: dict[s
             summary, records, base_summary, base_records, base_path,
             missing=set(state.missing)))
     summary["history"] = collect(reports_dir, run_dir, summary)
+    summary["docs_table"] = docs_table.build(summary)
     write_json(os.path.join(run_dir, "summary.json"), summary, indent=2, sort_keys=True,
                default=str)
     _write(os.path.join(run_dir, "compat.md"), render(summary))
+    _write(os.path.join(run_dir, "docs-table.md"),
+           docs_table.render(summary["docs_table"], run.get("run_id")))
     _write(os.path.join(run_dir, "index.html"), render_html(summary, records))
     if state.complete and replace_latest:  # an unfinished run never replaces it
         refresh_latest(run_dir)

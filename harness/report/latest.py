@@ -28,7 +28,7 @@ import time
 from typing import Any
 
 LATEST = "latest"
-FILES = ("results.jsonl", "summary.json", "compat.md", "index.html")
+FILES = ("results.jsonl", "summary.json", "compat.md", "docs-table.md", "index.html")
 COPY_PREFIX = ".latest-"
 LOCK = ".latest.lock"
 # a replaced copy is kept for readers that resolved latest before the refresh: for

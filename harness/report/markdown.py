@@ -79,6 +79,7 @@ def render(summary: dict[str, Any]) -> str:
         lines += changes_markdown(summary["changes"])
     lines += _documents_table(summary["cells"])
     lines += _differences(summary["cells"])
+    lines += grid_markdown(summary.get("grid") or [])
     lines += _env_table(summary)
     lines += _health_table(summary.get("health", []))
     lines += _downloads_table(summary.get("downloads", []))
@@ -218,6 +219,41 @@ def _documents_table(cells: list[dict[str, Any]]) -> list[str]:
                     text += f"<br>all variants: {_count_text(every)}"
                 row.append(text)
             lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    return lines
+
+
+GRID_MARKS = {"supported": "✅", "unsupported": "❌", "partial": "◐", "unknown": "·"}
+
+
+def grid_markdown(grids: list[dict[str, Any]]) -> list[str]:
+    """Per format: producer release (rows) x consumer release (columns), the primary load
+    call of the consumer's column; a cell is ✅ all passed, ❌ none, ◐ p/a, · nothing ran."""
+    if not grids:
+        return []
+    lines = ["## Producer × consumer releases", "",
+             "Which consumer releases load the models made by which producer releases (rows: "
+             "producer, columns: consumer; every mode and flavour of a release together); "
+             "✅ all passed, ❌ none, ◐ passed/attempted, · no verdict (infrastructure).", ""]
+    for g in grids:
+        cells = {(c["producer"], c["consumer"]): c for c in g["cells"]}
+        consumers = [r for r in g["releases"] if any(k[1] == r for k in cells)]
+        producers = [r for r in g["releases"] if any(k[0] == r for k in cells)]
+        calls = ", ".join(f"{col}: `{api}`" for col, api in sorted(g["api"].items()))
+        lines += [f"### {g['title']} (`{g['format']}`; {calls})", "",
+                  "| producer \\ consumer | " + " | ".join(consumers) + " |",
+                  "|---|" + "---|" * len(consumers)]
+        for p in producers:
+            row = []
+            for c in consumers:
+                cell = cells.get((p, c))
+                if cell is None:
+                    row.append("")
+                elif cell["observed"] == "partial":
+                    row.append(f"◐ {cell['passed']}/{cell['attempted']}")
+                else:
+                    row.append(GRID_MARKS[cell["observed"]])
+            lines.append(f"| {p} | " + " | ".join(row) + " |")
         lines.append("")
     return lines
 

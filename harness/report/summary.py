@@ -181,9 +181,15 @@ def judged(df: pd.DataFrame, matrix: Matrix, broken: set[tuple[str, str]]
     return df[named & held], df[named & ~held]
 
 
+# the record fields ``conditions.derive`` reads
+DERIVE_FIELDS = ("case_id", "env_id", "mode", "column", "format", "operation", "api",
+                 "model", "producer_env", "producer_mode", "outcome", "error_type", "message",
+                 "keras", "tensorflow", "tensorflow_hub", "stage")
+
+
 def cells(df: pd.DataFrame, matrix: Matrix, handle: pd.DataFrame | None = None,
-          missing: pd.DataFrame | None = None, broken: set[tuple[str, str]] | None = None
-          ) -> list[dict[str, Any]]:
+          missing: pd.DataFrame | None = None, broken: set[tuple[str, str]] | None = None,
+          envs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The documents' table: format x operation x column, documented vs observed.
 
     A cell's level and verdict count the calls the documents name (``calls``) where the
@@ -203,6 +209,9 @@ def cells(df: pd.DataFrame, matrix: Matrix, handle: pd.DataFrame | None = None,
                   | {k[0] for k in absent} | {k[0] for k in absent_url})
     columns = sorted(COLUMN_TITLES)
     counted, breaking = judged(df, matrix, broken or set())
+    from .conditions import derive  # ranges and conditions over the counted records
+    derived = derive(_rows(counted[[c for c in DERIVE_FIELDS if c in counted]]), envs or {}) \
+        if len(counted) else {}
     everything = _groups(df)
     grouped = _groups(counted)
     breakers = _groups(breaking)
@@ -223,6 +232,7 @@ def cells(df: pd.DataFrame, matrix: Matrix, handle: pd.DataFrame | None = None,
                             verdict=verdict(exp.documented if exp else None, cell["observed"]))
                 cell["examples"] = _examples(group) if group is not None else []
                 cell["calls"] = list(exp.calls) if exp else []
+                cell.update({"ranges": [], "conditions": [], **derived.get((fmt, op, col), {})})
                 whole = everything.get((fmt, op, col))
                 cell["all_calls"] = _cell(_counts(whole) if whole is not None else {})
                 broke = breakers.get((fmt, op, col))
@@ -398,6 +408,66 @@ def infrastructure(df: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def primary_calls(matrix: Matrix) -> dict[tuple[str, str], str]:
+    """(format, column) -> the load call the producer x consumer grid shows: the matrix's
+    ``sampling.primary``, else the first call the documents name for the load cell."""
+    found = {(e.format, e.column): e.calls[0] for e in matrix.expectations
+             if e.operation == "load" and e.calls}
+    if matrix.sampling:
+        found.update({(fmt, col): api for fmt, col, api in matrix.sampling.primary})
+    return found
+
+
+def release_of(envs: dict[str, Any], env_id: str) -> str:
+    """An env's TF release (its ``release``, else major.minor of its TF), else its id."""
+    info = envs.get(env_id) or {}
+    if info.get("release"):
+        return str(info["release"])
+    versions = info.get("versions") or {}
+    tf = next((versions[k] for k in ("tensorflow", "tensorflow-cpu", "tensorflow-gpu")
+               if versions.get(k)), None)
+    return ".".join(str(tf).split(".")[:2]) if tf else env_id
+
+
+def _release_rank(text: str) -> tuple:
+    parts = text.split(".")
+    return (0, tuple(int(p) for p in parts)) if all(p.isdigit() for p in parts) else (1, text)
+
+
+def grid(df: pd.DataFrame, matrix: Matrix, envs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per format: which consumer releases load the models made by which producer releases,
+    with the primary load call of the consumer's column (``primary_calls``), all modes and
+    flavours of a release together."""
+    primary = primary_calls(matrix)
+    if not len(df) or not primary:
+        return []
+    loads = df[(df["operation"] == "load") & (df["stage"] == "consume")]
+    keep = pd.Series([primary.get((f, c)) == a for f, c, a in
+                      zip(loads["format"], loads["column"], loads["api"])],
+                     index=loads.index, dtype=bool)
+    loads = loads[keep]
+    from .markdown import FORMAT_TITLES, format_rank
+    out = []
+    for fmt in sorted(set(loads["format"]), key=format_rank):
+        g = loads[loads["format"] == fmt].assign(
+            producer=lambda x: [release_of(envs, e) for e in x["producer_env"]],
+            consumer=lambda x: [release_of(envs, e) for e in x["env_id"]])
+        cells_ = []
+        for (producer, consumer), pair in g.groupby(["producer", "consumer"]):
+            cell = _cell(_counts(pair))
+            failing = _examples(pair, limit=1)
+            cells_.append({"producer": producer, "consumer": consumer,
+                           "passed": cell["passed"], "attempted": cell["attempted"],
+                           "infra": cell["infra"], "observed": cell["observed"],
+                           "error": (f"{failing[0]['error_type']}: {failing[0]['message']}"
+                                     if failing else None)})
+        releases = sorted(set(g["producer"]) | set(g["consumer"]), key=_release_rank)
+        out.append({"format": fmt, "title": FORMAT_TITLES.get(fmt, fmt),
+                    "api": {col: api for (f, col), api in sorted(primary.items()) if f == fmt},
+                    "releases": releases, "cells": cells_})
+    return out
+
+
 def summarize(records: list[dict], matrix: Matrix, run: dict[str, Any],
               envs: dict[str, Any], missing: dict[str, str] | None = None
               ) -> dict[str, Any]:
@@ -416,10 +486,11 @@ def summarize(records: list[dict], matrix: Matrix, run: dict[str, Any],
                    "producers": int(df.loc[(df["operation"] == "create")
                                            & (df["outcome"] == PASSED)].shape[0])
                    if len(df) else 0},
-        "cells": cells(df, matrix, handle, absent, prerequisites_fail(full, matrix)),
+        "cells": cells(df, matrix, handle, absent, prerequisites_fail(full, matrix), envs),
         "env_cells": env_cells(df, absent),
         "health": health(full),
         "downloads": downloads(full),
         "user_models": user_models(full),
+        "grid": grid(df, matrix, envs),
         "infrastructure": infrastructure(full),
     }

@@ -78,8 +78,8 @@ def test_summary_and_markdown_golden(default_matrix_path, tmp_path):
     with open(os.path.join(RESOURCES, "compat.golden.md")) as fh:
         assert md == fh.read()
     latest = tmp_path / "reports" / "latest"
-    assert sorted(os.listdir(latest)) == ["RUN", "compat.md", "index.html", "results.jsonl",
-                                          "summary.json"]
+    assert sorted(os.listdir(latest)) == ["RUN", "compat.md", "docs-table.md", "index.html",
+                                          "results.jsonl", "summary.json"]
     assert (latest / "RUN").read_text().strip() == "r1"
 
 
