@@ -229,7 +229,7 @@ def _sampled(sample, manifests, env, mode):
         m["producer"]["env_id"], m["format"], m["model"]), set(sample["full"]) - {env["id"]})
     covered = {sample["release"].get(e, e) for e in full}
     others = _representatives(sample, manifests, env, mode, lambda m: (
-        _release(sample, m), m["format"], m["model"]), None, skip=covered)
+        _release(sample, m), m["format"], base_model(m["model"])), None, skip=covered)
 
     def keep(manifest, variant):
         producer = manifest["producer"]["env_id"]
@@ -241,7 +241,7 @@ def _sampled(sample, manifests, env, mode):
         return (variant.operation == "load" and variant.via == "path"
                 and primary.get(variant.format) == variant.api
                 and others.get((_release(sample, manifest), manifest["format"],
-                                manifest["model"])) is manifest)
+                                base_model(manifest["model"]))) is manifest)
     return keep
 
 
@@ -253,15 +253,17 @@ def _release(sample, manifest):
 def _representatives(sample, manifests, env, mode, key_of, only=None, skip=()):
     """{key: manifest}, one per ``key_of(manifest)``: made by the env of the consumer's
     flavour when there is one (else the first in matrix order), in the consumer's column
-    (its own mode first).  ``only``: producer envs to consider (None: all, base models
-    only, releases in ``skip`` left out)."""
+    (its own mode first).  ``only``: producer envs to consider (None: all but the releases
+    in ``skip``, a definition's own model first: ``mlp`` before ``mlp.ingraph``, which a
+    mode that makes no ``mlp`` of the format stands in with)."""
     order = {e: i for i, e in enumerate(sample["order"])}
     flavour = sample["flavour"].get(env["id"], "")
     column = COLUMN_OF_MODE[mode]
 
     def rank(manifest):
         producer = manifest["producer"]
-        return (sample["flavour"].get(producer["env_id"], "") != flavour,
+        return (only is None and manifest["model"] != base_model(manifest["model"]),
+                sample["flavour"].get(producer["env_id"], "") != flavour,
                 order.get(producer["env_id"], len(order)),
                 COLUMN_OF_MODE.get(producer["mode"]) != column, producer["mode"] != mode,
                 MODES.index(producer["mode"]) if producer["mode"] in MODES else len(MODES))
@@ -270,8 +272,7 @@ def _representatives(sample, manifests, env, mode, key_of, only=None, skip=()):
         if only is not None:
             if manifest["producer"]["env_id"] not in only:
                 continue
-        elif _release(sample, manifest) in skip or \
-                manifest["model"] != base_model(manifest["model"]):
+        elif _release(sample, manifest) in skip:
             continue
         chosen.setdefault(key_of(manifest), manifest)
     return chosen
