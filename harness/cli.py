@@ -63,6 +63,16 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--fail-on", choices=("regression", "never"), default="never",
                      help="exit 1 when a cell or a case regressed against --baseline "
                           "(default: never)")
+    bis = sub.add_parser("bisect", help="find the first release at which a case's outcome "
+                                        "changes (provisions only the envs probed)")
+    _matrix_arg(bis)
+    bis.add_argument("case_id", help="a case id of a run of a matrix with a releases: "
+                                     "table (e.g. matrices/versions.yaml)")
+    bis.add_argument("--axis", choices=("tensorflow", "tensorflow_hub"), default="tensorflow",
+                     help="what varies: the TF release (same flavour) or the tensorflow_hub "
+                          "pin (same release) (default: tensorflow)")
+    bis.add_argument("--side", choices=("consumer", "producer"), default="consumer",
+                     help="which env of the case varies (default: consumer)")
     srv = sub.add_parser("serve", help="serve models over the TF Hub hosting protocol "
                                        "(hub.load(url) of a local server) until Ctrl-C or "
                                        "SIGTERM (exit 0)")
@@ -139,6 +149,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "report":
         return _report(args)
+    if args.command == "bisect":
+        from .bisect import bisect, describe
+        print(describe(bisect(args.case_id, args.matrix, args.axis, args.side)))
+        return 0
     if args.command == "coverage":
         from .coverage import main as coverage
         return coverage(args.check)

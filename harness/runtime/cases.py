@@ -180,7 +180,9 @@ def plan_cases(plan, variants):
         references = plan.get("references") or {}
         manifests = read_manifests(plan["store"])
         chosen = _one_producer(manifests, env_id, mode)
-        sampled = _sampled(plan.get("sample"), manifests, plan["env"], mode)
+        # a selection (--case, --resume) names exactly what runs: no sampling on top
+        sampled = None if plan.get("select") else _sampled(plan.get("sample"), manifests,
+                                                           plan["env"], mode)
         for manifest in manifests:
             producer = manifest["producer"]
             kind = manifest.get("spec", {}).get("kind", "mlp")

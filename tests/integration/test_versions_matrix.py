@@ -14,6 +14,7 @@ import yaml
 pytestmark = pytest.mark.integration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MATRIX: list = []  # the narrowed matrix file, for the bisect test
 KEEP = {"1.15": ["tf1"], "2.14": ["tf2"], "2.15": ["tf2"], "2.21": ["tf2"]}
 
 
@@ -37,6 +38,7 @@ def versions_run(tmp_path_factory):
     for r in ("1.15", "2.14", "2.15"):
         raw["releases"]["table"][r]["flavours"] = ["hub015"]
     (tmp / "versions.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    MATRIX.append(tmp / "versions.yaml")
     proc = subprocess.run([sys.executable, "-m", "harness", "run", "--matrix",
                            str(tmp / "versions.yaml"), "--run-id", "v1"], cwd=ROOT,
                           capture_output=True, text=True, timeout=3000)
@@ -95,3 +97,30 @@ def test_cells_count_the_documents_calls_and_keep_every_variant(versions_run):
     counted = [r for r in records if r["format"] == "tf1_hub" and r["operation"] == "load"
                and r["column"] == "tf1" and r["api"] == "hub.Module" and r["via"] == "path"]
     assert module["attempted"] == len(counted) > 0
+
+
+def test_ranges_conditions_and_the_corrected_table(versions_run):
+    _, _, summary = versions_run
+    cell = {(c["format"], c["operation"], c["column"]): c for c in summary["cells"]}
+    for c in cell.values():
+        if c["attempted"]:
+            assert c["ranges"], (c["format"], c["operation"], c["column"])
+            assert sum(r["attempted"] for r in c["ranges"]) == c["attempted"]
+    grid = {g["format"]: g for g in summary["grid"]}
+    assert grid["saved_model"]["releases"] == ["1.15", "2.14", "2.15", "2.21"]
+    pairs = {(c["producer"], c["consumer"]) for c in grid["saved_model"]["cells"]}
+    assert {(p, c) for p in ("2.14", "2.15", "2.21") for c in ("1.15", "2.14")} <= pairs
+    table = summary["docs_table"]
+    assert [f["format"] for f in table["formats"]] == ["tf1_hub", "saved_model"]
+
+
+def test_bisect_probes_the_ends_of_the_release_axis(versions_run):
+    case = "tf2.14-hub015/tf2/saved_model/load/hub.load/mlp@tf1.15-hub015/tf1"
+    proc = subprocess.run([sys.executable, "-m", "harness", "bisect", case, "--matrix",
+                           str(MATRIX[0])], cwd=ROOT, capture_output=True, text=True,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()
+    assert any(line.startswith(("no change along tensorflow", "boundary along tensorflow"))
+               for line in last), proc.stdout[-2000:]
+    assert "tf2.15-hub015" in proc.stdout  # the other end was provisioned and probed
