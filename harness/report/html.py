@@ -182,8 +182,12 @@ def matrix_data(records: list[dict[str, Any]], summary: dict[str, Any]) -> dict[
             dcell["c"].append(n)
             if rec.get("via", "path") == "path":
                 _tally(dcell, outcome)
-    for cell in summary.get("cells", []):
-        doc[doc_key(cell)]  # every documents' cell has a key, even with no case
+    for cell in summary.get("cells", []):  # the tallies summary.py counted, once
+        if "passed" in cell:
+            doc[doc_key(cell)].update(p=cell["passed"], a=cell["attempted"],
+                                      i=cell.get("infra", 0))
+        else:
+            doc[doc_key(cell)]  # every documents' cell has a key, even with no case
     ordered = sorted(rows, key=lambda r: (format_rank(r[0], HEALTH), _op_rank(r[1]), r[2]))
     return {"cases": cases, "strings": strings.items, "cells": dict(cells), "doc": dict(doc),
             "rows": [{"format": f, "operation": o, "api": a} for f, o, a in ordered],

@@ -441,7 +441,7 @@ def grid(df: pd.DataFrame, matrix: Matrix, envs: dict[str, Any]) -> list[dict[st
     primary = primary_calls(matrix)
     if not len(df) or not primary:
         return []
-    loads = df[(df["operation"] == "load") & (df["stage"] == "consume")]
+    loads = df[df["operation"] == "load"]
     keep = pd.Series([primary.get((f, c)) == a for f, c, a in
                       zip(loads["format"], loads["column"], loads["api"])],
                      index=loads.index, dtype=bool)
