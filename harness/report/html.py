@@ -1,11 +1,14 @@
 """The report page ``reports/<run-id>/index.html``: one self-contained file.
 
-No network, no CDN: CSS and JS are inline, so the page opens from ``file://`` and from a
-static site.  Static parts (run metadata, the documents' table, changes, history) are
-rendered here with every text escaped; the full matrix and every drill-down are rendered by
-a small vanilla script from data embedded as JSON in ``<script type="application/json"
-id="data">`` (``<``, ``>`` and ``&`` written as ``\\u003c``, ``\\u003e``, ``\\u0026``) and
-put into the DOM with ``textContent`` only, so a record's text can never become markup.
+The page is made from real files next to this module (``page/``, shipped in the wheel):
+``page.html``, the one template (``string.Template``: ``$top``, ``$data``, ...), with
+``page.css`` and ``page.js`` inlined into it.  No network, no CDN: the page opens from
+``file://`` and from a static site.  Static parts (run metadata, the documents' table,
+changes, history) are rendered here with every text escaped; the full matrix and every
+drill-down are rendered by the script from data embedded as JSON in ``<script
+type="application/json" id="data">`` (``<``, ``>`` and ``&`` written as ``\\u003c``,
+``\\u003e``, ``\\u0026``) and put into the DOM with ``textContent`` only, so a record's
+text can never become markup.
 
 Cell keys (``#open=<key>`` opens a cell's cases; ``#filter=TEXT`` fills the matrix filter):
 
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 import html
 from collections import defaultdict
+from importlib import resources
+from string import Template
 from typing import Any, Iterable
 
 from ..jsonio import dumps
@@ -25,6 +30,7 @@ from ..runtime.records import HARNESS_ERROR, INFRA_OUTCOMES, PASSED, SKIPPED
 from .markdown import FORMAT_TITLES, format_rank, incomplete_banner, incomplete_text
 from .summary import LEVELS, OPERATION_TITLES
 
+PAGE_DIR = "page"  # the page's template, CSS and script, next to this module
 HEALTH = ("environment",)  # the health checks' rows come after every format
 
 MESSAGE_CHARS = 500
@@ -523,236 +529,33 @@ def _history(summary: dict[str, Any]) -> str:
             f"<h3>Passed cases per environment / mode</h3>{_chart(history)}</section>")
 
 
-def _matrix_section() -> str:
-    return ("""<section id="matrix"><h2>Full matrix: API variant × consumer environment</h2>
-<p>Cell: passed/attempted over every producer (and model); click for the cases.
-Click a header to sort.</p>
-<div class="controls">
-<input id="filter" type="search" placeholder="filter rows (format, operation, API)"
- data-testid="filter" aria-label="filter rows">
-<select id="f-format" data-testid="filter-format" aria-label="format">
-<option value="">all formats</option></select>
-<select id="f-operation" data-testid="filter-operation" aria-label="operation">
-<option value="">all operations</option></select>
-<select id="f-outcome" data-testid="filter-outcome" aria-label="outcome">
-<option value="">any outcome</option><option value="fail">some case not passed</option>
-<option value="failed">failed</option><option value="error">error</option>
-<option value="passed">passed</option><option value="infra">infrastructure</option>
-<option value="skipped">skipped</option></select>
-<span id="row-count"></span></div>
-<div class="mwrap"><table id="matrix-table" class="matrix" data-testid="matrix-table">
-<thead></thead><tbody></tbody></table></div></section>""")
+def _asset(name: str) -> str:
+    """A file of the page (``harness/report/page/``), shipped in the package."""
+    return resources.files(__package__).joinpath(PAGE_DIR).joinpath(name).read_text("utf-8")
 
 
-DRILL = """<aside id="drill" data-testid="drilldown" hidden>
-<div class="drill-head"><h2 id="drill-title"></h2>
-<button id="drill-close" type="button" aria-label="close">×</button></div>
-<p id="drill-summary"></p>
-<div class="drill-body"><table class="plain"><thead><tr><th>Outcome</th><th>Case</th>
-<th>Producer</th><th>Error</th><th>max abs err (tolerance)</th><th>Duration</th>
-<th>Repro</th></tr></thead><tbody id="drill-rows"></tbody></table></div></aside>"""
-
-
-CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:0 1em 4em;color:#222}
-h1{font-size:1.5em}h2{margin-top:1.5em}code{font-size:12px}
-.banner{padding:1em;margin:1em 0;border-radius:4px}
-.banner.error{background:#b00020;color:#fff}.banner.infra{background:#6a3d9a;color:#fff}
-.banner.incomplete{background:#e65100;color:#fff}.banner a{color:#fff}
-dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:2px 1em}dt{font-weight:bold}
-dd{margin:0}
-table.plain{border-collapse:collapse;margin:.5em 0}
-table.plain td,table.plain th{border:1px solid #ccc;padding:2px 6px;vertical-align:top;
-text-align:left}
-tr.infra-row{background:#e8dcf3}
-.legend div{margin:2px 0}
-.chip{display:inline-block;padding:0 6px;border-radius:3px;margin:1px 2px;font-size:12px}
-.v-as_documented{background:#d6f5d6}.v-regression{background:#f8c8c8}
-.v-undocumented_support{background:#cfe3ff}.v-undocumented{background:#fff3c4}
-.v-unknown{background:#e4e4e4}
-.v-incomplete{background:repeating-linear-gradient(45deg,#fff,#fff 6px,#f1e0d0 6px,#f1e0d0 12px)}
-.l-supported{background:#2e7d32;color:#fff}.l-partial{background:#f9a825}
-.l-unsupported{background:#c62828;color:#fff}.l-unknown{background:#9e9e9e;color:#fff}
-.l-none{background:#fff;border:1px dashed #999}
-.o-all{background:#a5d6a7}.o-some{background:#ffe082}.o-none{background:#ef9a9a}
-.o-infra{background:#ce93d8}.o-skip{background:#e0e0e0}.o-empty{background:#fff}
-table.doc-table{border-collapse:collapse;margin-bottom:1em}
-table.doc-table td,table.doc-table th{border:1px solid #999;padding:6px;vertical-align:top;
-text-align:left;max-width:32em}
-td.doc{cursor:pointer}td.doc:hover,td.m:hover{outline:2px solid #333}
-.verdict{font-weight:bold;margin-top:3px}.infra-note{color:#6a3d9a}
-q{font-style:italic}
-.strip{display:inline-flex;gap:2px;margin-top:4px}
-.sq{display:inline-block;width:10px;height:10px;border-radius:2px}
-.controls{display:flex;gap:.5em;align-items:center;margin:.5em 0;flex-wrap:wrap}
-.controls input{min-width:22em}
-.mwrap{overflow:auto;max-height:80vh;max-width:100%;border:1px solid #ccc}
-table.matrix{border-collapse:separate;border-spacing:0;font-size:12px}
-table.matrix th,table.matrix td{border-right:1px solid #ddd;border-bottom:1px solid #ddd;
-padding:2px 4px;white-space:nowrap}
-table.matrix thead th{position:sticky;top:0;background:#f4f4f4;z-index:2;cursor:pointer;
-vertical-align:bottom;font-weight:normal}
-table.matrix thead th b{display:block}
-table.matrix .rl{position:sticky;left:0;background:#fafafa;z-index:1;text-align:left}
-table.matrix thead th.rl{z-index:3}
-td.m{text-align:center;cursor:pointer;min-width:3.5em}
-aside#drill{position:fixed;left:0;right:0;bottom:0;max-height:45vh;background:#fff;
-border-top:3px solid #333;box-shadow:0 -2px 8px #0004;z-index:10;display:flex;
-flex-direction:column;padding:0 1em}
-aside#drill[hidden]{display:none}
-.drill-head{display:flex;justify-content:space-between;align-items:center}
-.drill-head h2{margin:.3em 0;font-size:1.1em;word-break:break-all}
-.drill-body{overflow:auto}
-#drill pre{margin:2px 0;white-space:pre-wrap;font-size:11px;max-width:70em;color:#444}
-.out-passed{background:#a5d6a7}.out-failed{background:#ffcc80}.out-error{background:#ef9a9a}
-.out-skipped{background:#e0e0e0}
-.out-crashed,.out-timeout,.out-env_error,.out-harness_error{background:#ce93d8}
-details.harness-error{margin:.5em 0;padding:.3em .6em;border-left:4px solid #6a3d9a}
-details.harness-error pre{white-space:pre-wrap;font-size:11px;background:#f6f2fa;padding:4px}
-button.copy{font-size:11px;margin-left:4px}
-.chart-legend{display:flex;flex-wrap:wrap;gap:.8em;font-size:12px}
-.sw{display:inline-block;width:12px;height:4px;margin-right:3px;vertical-align:middle}
-svg text{font-size:10px;fill:#444}
-"""
-
-
-JS = r"""
-(function(){
-'use strict';
-var D=JSON.parse(document.getElementById('data').textContent);
-var INFRA=__INFRA__;
-var PREFIX='nox -s matrix -- --case ';
-var state={filter:'',format:'',operation:'',outcome:'',sort:'',dir:1,open:''};
-function el(tag,text,cls){var e=document.createElement(tag);
- if(text!==undefined&&text!==null)e.textContent=String(text);if(cls)e.className=cls;return e;}
-function str(i){return i===undefined||i===null?'':D.strings[i];}
-function cellClass(c){if(!c)return 'o-empty';
- if(c.a)return c.p===c.a?'o-all':(c.p?'o-some':'o-none');
- if(c.i)return 'o-infra';return 'o-skip';}
-function cellText(c){if(!c)return '';var t=c.a?(c.p+'/'+c.a):(c.i?'infra':(c.s?'skipped':''));
- if(c.a&&c.i)t+=' ⚠'+c.i;return t;}
-function rowKey(r){return r.format+'/'+r.operation+'/'+r.api;}
-function mKey(r,col){return 'm:'+rowKey(r)+'@'+col.key;}
-function hasOutcome(r,want){for(var j=0;j<D.cols.length;j++){var c=D.cells[mKey(r,D.cols[j])];
- if(!c)continue;if(want==='fail'&&c.p<c.a)return true;if(want==='infra'&&c.i)return true;
- if(want==='skipped'&&c.s)return true;if(want==='passed'&&c.p)return true;
- if(want==='failed'||want==='error'){for(var k=0;k<c.c.length;k++)
- if(D.cases[c.c[k]].o===want)return true;}}return false;}
-function ratio(c){if(!c)return 2;return c.a?c.p/c.a:(c.i?-1:1.5);}
-function buildHead(){var thead=document.querySelector('#matrix-table thead');var tr=el('tr');
- var first=el('th',null,'rl');first.appendChild(el('b','format / operation / API'));
- first.dataset.sort='';tr.appendChild(first);
- D.cols.forEach(function(col){var th=el('th');th.dataset.sort=col.key;th.title='sort by '+col.key;
- th.appendChild(el('b',col.env));th.appendChild(el('div',col.mode));
- th.appendChild(el('div','TF '+(col.tf||'?')));th.appendChild(el('div','hub '+(col.hub||'?')));
- th.appendChild(el('div',col.keras||'keras ?'));
- th.appendChild(el('div',(col.device||'?')+' · '+(col.backend||'?')));tr.appendChild(th);});
- thead.appendChild(tr);
- tr.addEventListener('click',function(ev){var th=ev.target.closest('th');if(!th)return;
- var k=th.dataset.sort;if(state.sort===k)state.dir=-state.dir;else{state.sort=k;state.dir=1;}
- render();writeHash();});}
-function visibleRows(){var f=state.filter.toLowerCase();var rows=D.rows.filter(function(r){
- if(state.format&&r.format!==state.format)return false;
- if(state.operation&&r.operation!==state.operation)return false;
- if(f&&rowKey(r).toLowerCase().indexOf(f)<0)return false;
- if(state.outcome&&!hasOutcome(r,state.outcome))return false;return true;});
- if(state.sort){var col=D.cols.filter(function(c){return c.key===state.sort;})[0];
- if(col)rows.sort(function(a,b){
-  return state.dir*(ratio(D.cells[mKey(a,col)])-ratio(D.cells[mKey(b,col)]));});}
- else if(state.dir<0)rows.reverse();return rows;}
-function render(){var tbody=document.querySelector('#matrix-table tbody');
- var rows=visibleRows();var frag=document.createDocumentFragment();
- rows.forEach(function(r){var tr=el('tr');tr.dataset.row=rowKey(r);
- tr.appendChild(el('th',rowKey(r),'rl'));
- D.cols.forEach(function(col){var key=mKey(r,col);var c=D.cells[key];
- var td=el('td',cellText(c),'m '+cellClass(c));if(c){td.dataset.key=key;td.tabIndex=0;
- td.title=key;}tr.appendChild(td);});frag.appendChild(tr);});
- tbody.textContent='';tbody.appendChild(frag);
- document.getElementById('row-count').textContent=rows.length+' of '+D.rows.length+' rows';}
-function casesOf(key){if(key.indexOf('case:')===0){var id=key.slice(5);
- for(var i=0;i<D.cases.length;i++)if(D.cases[i].id===id)return {c:[i]};return null;}
- return key.indexOf('doc:')===0?D.doc[key]:D.cells[key];}
-function copyButton(text){var b=el('button','copy','copy');b.type='button';
- b.addEventListener('click',function(){if(navigator.clipboard)navigator.clipboard.writeText(text);
- b.textContent='copied';});return b;}
-function fmtErr(c){if(c.e===undefined)return '';var t=String(c.e);
- if(c.r!==undefined)t+=' (rel '+c.r+')';return t+' vs '+D.tolerance;}
-function caseRow(i){var c=D.cases[i];var tr=el('tr');tr.dataset.testid='drilldown-row';
- tr.setAttribute('data-testid','drilldown-row');tr.dataset.case=c.id;
- var o=el('td',INFRA[c.o]?c.o+' (infrastructure)':c.o,'out-'+c.o);tr.appendChild(o);
- var id=el('td');id.appendChild(el('code',c.id));if(c.v)id.appendChild(el('div','via '+c.v));
- tr.appendChild(id);tr.appendChild(el('td',c.p||''));
- var err=el('td');if(c.t!==undefined)err.appendChild(el('b',str(c.t)+': '));
- if(c.m!==undefined)err.appendChild(el('span',str(c.m)));
- if(c.tb!==undefined)err.appendChild(el('pre',str(c.tb)));tr.appendChild(err);
- tr.appendChild(el('td',fmtErr(c)));tr.appendChild(el('td',c.d!==undefined?c.d+' s':''));
- var repro=c.x||(PREFIX+c.id);var rp=el('td');rp.appendChild(el('code',repro));
- rp.appendChild(copyButton(repro));tr.appendChild(rp);return tr;}
-function open(key){var aside=document.getElementById('drill');var cell=key?casesOf(key):null;
- state.open=cell?key:'';if(!cell){aside.hidden=true;return;}
- document.getElementById('drill-title').textContent=key;
- var counts={};cell.c.forEach(function(i){var o=D.cases[i].o;counts[o]=(counts[o]||0)+1;});
- document.getElementById('drill-summary').textContent=cell.c.length+' cases: '+
- Object.keys(counts).sort().map(function(o){return counts[o]+' '+o;}).join(', ');
- var rows=document.getElementById('drill-rows');rows.textContent='';
- var order=cell.c.slice().sort(function(a,b){
-  var pa=D.cases[a].o==='passed',pb=D.cases[b].o==='passed';return pa===pb?a-b:(pa?1:-1);});
- var frag=document.createDocumentFragment();
- order.forEach(function(i){frag.appendChild(caseRow(i));});
- rows.appendChild(frag);aside.hidden=false;}
-function readHash(){var h=location.hash.replace(/^#/,'');var p={};
- h.split('&').forEach(function(kv){if(!kv)return;var i=kv.indexOf('=');
- var k=i<0?kv:kv.slice(0,i);var v=i<0?'':kv.slice(i+1);
- try{p[k]=decodeURIComponent(v.replace(/\+/g,' '));}catch(e){p[k]=v;}});return p;}
-function writeHash(){var parts=[];
- ['filter','format','operation','outcome','sort','open'].forEach(function(k){
- if(state[k])parts.push(k+'='+encodeURIComponent(state[k]).replace(/%2F/g,'/').replace(/%40/g,'@').replace(/%3A/g,':'));});
- if(state.sort&&state.dir<0)parts.push('dir=desc');
- var h=parts.length?'#'+parts.join('&'):' ';
- if(history.replaceState)history.replaceState(null,'',h===' '?location.pathname+location.search:h);
- else location.hash=h;}
-function applyHash(){var p=readHash();state.filter=p.filter||'';state.format=p.format||'';
- state.operation=p.operation||'';state.outcome=p.outcome||'';state.sort=p.sort||'';
- state.dir=p.dir==='desc'?-1:1;
- document.getElementById('filter').value=state.filter;
- document.getElementById('f-format').value=state.format;
- document.getElementById('f-operation').value=state.operation;
- document.getElementById('f-outcome').value=state.outcome;render();open(p.open||'');}
-function fillSelect(id,values){var s=document.getElementById(id);
- values.forEach(function(v){var o=el('option',v);o.value=v;s.appendChild(o);});}
-function uniq(f){var seen={},out=[];
- D.rows.forEach(function(r){if(!seen[r[f]]){seen[r[f]]=1;out.push(r[f]);}});return out;}
-fillSelect('f-format',uniq('format'));fillSelect('f-operation',uniq('operation'));buildHead();
-document.getElementById('filter').addEventListener('input',function(e){
- state.filter=e.target.value;render();writeHash();});
-[['f-format','format'],['f-operation','operation'],['f-outcome','outcome']].forEach(function(p){
- document.getElementById(p[0]).addEventListener('change',function(e){state[p[1]]=e.target.value;render();writeHash();});});
-function onActivate(ev){var t=ev.target.closest('[data-key]');if(!t)return;
- if(ev.type==='keydown'&&ev.key!=='Enter')return;open(t.dataset.key);writeHash();}
-document.addEventListener('click',onActivate);document.addEventListener('keydown',onActivate);
-document.getElementById('drill-close').addEventListener('click',function(){open('');writeHash();});
-window.addEventListener('hashchange',applyHash);applyHash();
-document.body.setAttribute('data-ready','1');
-})();
-"""
+def _inline(text: str, element: str) -> str:
+    """An asset's text inlined in a ``<style>`` / ``<script>`` element it cannot close."""
+    if f"</{element}" in text.lower():
+        raise ValueError(f"{PAGE_DIR}: an asset contains </{element}")
+    return text
 
 
 def render_html(summary: dict[str, Any], records: list[dict[str, Any]]) -> str:
     """The whole page for one run (``summary`` from ``summarize``, optionally with
-    ``changes`` and ``history``; ``records`` the run's results)."""
+    ``changes`` and ``history``; ``records`` the run's results): ``page.html`` filled
+    with the static sections, the page's CSS and script and the embedded data."""
     run_id = (summary.get("run", {}) or {}).get("run_id") or "?"
     data = matrix_data(records, summary)
-    body = "".join((_banner(summary, records), _legend(), _documents_tables(summary),
-                    _changes(summary), _infrastructure(summary), _matrix_section(),
-                    _history(summary), _metadata(summary)))
+    top = "".join((_banner(summary, records), _legend(), _documents_tables(summary),
+                   _changes(summary), _infrastructure(summary)))
+    bottom = _history(summary) + _metadata(summary)
     nav = ('<nav><a href="#documents">Documents\' table</a> · <a href="#changes">Changes</a>'
            ' · <a href="#infrastructure">Infrastructure</a> · <a href="#matrix">Full matrix</a>'
            ' · <a href="#history">History</a> · <a href="#run">Run &amp; environments</a></nav>')
-    script = JS.replace("__INFRA__", dumps({o: 1 for o in INFRA_OUTCOMES}, sort_keys=True,
-                                                separators=(",", ":")))
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>TF Hub compatibility — run {esc(run_id)}</title><style>{CSS}</style>"
-            f"</head><body><h1>TF Hub compatibility — run {esc(run_id)}</h1>{nav}{body}{DRILL}"
-            f'<script type="application/json" id="data">{embed_json(data)}</script>'
-            f"<script>{script}</script></body></html>\n")
+    script = _asset("page.js").replace(
+        "__INFRA__", dumps({o: 1 for o in INFRA_OUTCOMES}, sort_keys=True,
+                           separators=(",", ":")))
+    return Template(_asset("page.html")).substitute(
+        run_id=esc(run_id), css=_inline(_asset("page.css"), "style"), nav=nav, top=top,
+        bottom=bottom, data=embed_json(data), script=_inline(script, "script"))

@@ -259,3 +259,18 @@ def test_env_vars_shown_by_name_with_published_values(matrix):
     summary = summarize(_records(), matrix, dict(RUN), envs)
     page = render_html(summary, _records())
     assert "<td>HUB_TOKEN=&lt;hidden&gt;, TF_USE_LEGACY_KERAS=1</td>" in page
+
+
+def test_page_assets_ship_in_the_wheel(tmp_path):
+    """page.html / page.css / page.js are package data: in the harness wheel, and the page
+    is made from them (no placeholder left)."""
+    import zipfile
+
+    from harness.wheel import build_wheel
+
+    wheel, _ = build_wheel(str(tmp_path))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("page.html", "page.css", "page.js"):
+        assert f"harness/report/page/{name}" in names, name
+    page = render_html({"run": RUN, "envs": ENVS, "totals": {}}, [])
+    assert not re.search(r"\$(run_id|css|nav|top|bottom|data|script)\b", page)
