@@ -33,7 +33,9 @@ class Context(object):
         self.url = None
         self.rt = runtime
         self.tf = runtime.tf
-        self.v1 = runtime.tf.compat.v1
+        # the TF1 API: in compat mode ``tf`` is it already (TF 2.0's tensorflow.compat.v1 has
+        # no compat.v1 of its own; later releases alias it)
+        self.v1 = getattr(runtime.tf.compat, "v1", None) or runtime.tf
         self.spec = spec
         self.manifest = manifest or {}
         self.atol = float(tolerance.get("atol", 1e-5))
