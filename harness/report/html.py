@@ -14,21 +14,28 @@ Cell keys (``#open=<key>`` opens a cell's cases; ``#filter=TEXT`` fills the matr
 
 - ``doc:<format>/<operation>/<column>`` — a documents' table cell (path and by-handle cases);
 - ``m:<format>/<operation>/<api>@<env>/<mode>`` — a matrix cell (every producer);
+- ``g:<format>/<producer release>/<consumer release>`` — a release grid's square;
 - ``case:<case_id>`` — one case.
+
+Every tally (passed, attempted, infrastructure, each outcome's count) is computed here once
+(summary.py's rule, ``summary._cell``; a documents' cell's and a grid square's are
+summary.json's own) and the script only shows and filters them.  The data stays compact
+for ~30,000 cases: case ids front-coded, repeated texts and producers in a string table,
+each cell's cases as runs of indices (``runs``).
 """
 from __future__ import annotations
 
 import html
-from collections import defaultdict
+from collections import Counter, defaultdict
 from importlib import resources
 from string import Template
 from typing import Any, Iterable
 
 from ..jsonio import dumps
 from ..runtime.cases import COLUMN_OF_MODE, COLUMN_TITLES, OPERATIONS
-from ..runtime.records import HARNESS_ERROR, INFRA_OUTCOMES, PASSED, SKIPPED
+from ..runtime.records import HARNESS_ERROR, INFRA_OUTCOMES, SKIPPED
 from .markdown import FORMAT_TITLES, format_rank, incomplete_banner, incomplete_text
-from .summary import LEVELS, OPERATION_TITLES
+from .summary import LEVELS, OPERATION_TITLES, _cell, release_of
 
 PAGE_DIR = "page"  # the page's template, CSS and script, next to this module
 HEALTH = ("environment",)  # the health checks' rows come after every format
@@ -40,7 +47,7 @@ TRACEBACK_HEAD, TRACEBACK_TAIL, LINE_CHARS = 3, 5, 300
 # (and only while distinct errors x TRACEBACK_CHARS_EACH stays within the budget)
 TEXT_BUDGET, SHORT_MESSAGE_CHARS, TRACEBACK_CHARS_EACH = 1_500_000, 200, 1_000
 REPRO_PREFIX = "nox -s matrix -- --case "
-ATTEMPTED = ("passed", "failed", "error")
+CONDITIONS_SHOWN = 5  # a documents' cell's first failure conditions; the rest behind a click
 VERDICT_LABELS = {"as_documented": "as documented", "regression": "regression",
                   "undocumented_support": "undocumented support",
                   "undocumented": "undocumented (no claim)", "unknown": "unknown (nothing ran)"}
@@ -96,14 +103,14 @@ class _Strings:
 
 def _case_row(rec: dict[str, Any], strings: _Strings, seen: set | None = None
               ) -> dict[str, Any]:
-    """One case, compact: short keys, long texts in the string table.
+    """One case, compact: short keys, long texts (and the producer) in the string table.
 
     ``seen`` (the page is over its text budget): the distinct errors already given a
     traceback; later cases with the same error get none and a shorter message."""
-    row: dict[str, Any] = {"id": rec.get("case_id"), "o": rec.get("outcome")}
+    row: dict[str, Any] = {"id": str(rec.get("case_id")), "o": rec.get("outcome")}
     producer = rec.get("producer_env")
     if producer and rec.get("operation") not in ("create", "health"):
-        row["p"] = f"{producer}/{rec.get('producer_mode')}"
+        row["p"] = strings.add(f"{producer}/{rec.get('producer_mode')}")
     message = str(rec.get("message") or "")
     traceback: str | None = _short_traceback(rec.get("traceback"))
     if seen is not None:
@@ -124,14 +131,72 @@ def _case_row(rec: dict[str, Any], strings: _Strings, seen: set | None = None
     return row
 
 
+def _utf16(text: str) -> int:
+    """``text``'s length as JavaScript counts it (UTF-16 code units)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _shared(a: str, b: str) -> int:
+    """The length of the longest common prefix of ``a`` and ``b``."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:  # a binary search on slices: C-speed comparisons, no per-character loop
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _front_code(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Case ids (sorted) as the suffix after the prefix shared with the previous id
+    (``k``: its length in UTF-16 units, as the script slices; omitted when 0)."""
+    previous = ""
+    for row in cases:
+        case_id = row["id"]
+        shared = _shared(previous, case_id)
+        if shared:
+            row["k"], row["id"] = _utf16(case_id[:shared]), case_id[shared:]
+        previous = case_id
+    return cases
+
+
 def _cases(records: list[dict[str, Any]]) -> tuple[_Strings, list[dict[str, Any]]]:
     """The embedded cases; over TEXT_BUDGET, again with repeated errors' texts cut."""
     strings = _Strings()
     cases = [_case_row(rec, strings) for rec in records]
-    if sum(len(s) for s in strings.items) <= TEXT_BUDGET:
-        return strings, cases
-    strings, seen = _Strings(), set[tuple]()
-    return strings, [_case_row(rec, strings, seen) for rec in records]
+    if sum(len(s) for s in strings.items) > TEXT_BUDGET:
+        strings, seen = _Strings(), set[tuple]()
+        cases = [_case_row(rec, strings, seen) for rec in records]
+    return strings, _front_code(cases)
+
+
+def runs(indices: Iterable[int]) -> list[int]:
+    """Ascending case indices, compact: ``n, -k`` stands for ``n, n+1, …, n+k``."""
+    out: list[int] = []
+    start = last = -2
+    for i in indices:
+        if i == last + 1:
+            last = i
+            continue
+        if last > start:
+            out.append(start - last)
+        out.append(i)
+        start = last = i
+    if last > start:
+        out.append(start - last)
+    return out
+
+
+def expand_runs(encoded: list[int]) -> list[int]:
+    """``runs`` undone (what the page's script does)."""
+    out: list[int] = []
+    for n in encoded:
+        if n < 0:
+            out.extend(range(out[-1] + 1, out[-1] - n + 1))
+        else:
+            out.append(n)
+    return out
 
 
 def _row_api(rec: dict[str, Any]) -> str:
@@ -148,57 +213,115 @@ def _op_rank(op: str) -> int:
     return order.index(op) if op in order else len(order)
 
 
-def _tally(cell: dict[str, Any], outcome: str) -> None:
-    if outcome in ATTEMPTED:
-        cell["a"] += 1
-        cell["p"] += outcome == PASSED
-    elif outcome in INFRA_OUTCOMES:
-        cell["i"] += 1
-    elif outcome == SKIPPED:
-        cell["s"] += 1
-
-
-def _new_cell() -> dict[str, Any]:
-    return {"p": 0, "a": 0, "i": 0, "s": 0, "c": []}
+def _tally(records: list[dict[str, Any]], indices: list[int]) -> dict[str, Any]:
+    """A cell's counts, computed once here by summary.py's rule (the page only shows them):
+    ``p`` passed, ``a`` attempted, ``i`` infrastructure, ``s`` skipped, ``o`` every
+    outcome's count, ``c`` its cases (``runs``)."""
+    outcomes = dict(sorted(Counter(str(records[n].get("outcome")) for n in indices).items()))
+    cell = _cell(outcomes)
+    return {"p": cell["passed"], "a": cell["attempted"], "i": cell["infra"],
+            "s": outcomes.get(SKIPPED, 0), "o": outcomes, "c": runs(indices)}
 
 
 def _is_documented(rec: dict[str, Any]) -> bool:
     return rec.get("model_kind") != "user" and rec.get("operation") in OPERATIONS
 
 
+def _column_of(rec: dict[str, Any]) -> str:
+    return str(COLUMN_OF_MODE.get(str(rec.get("mode")), rec.get("column")))
+
+
+def _doc_data(cell: dict[str, Any] | None, records: list[dict[str, Any]],
+              indices: list[int]) -> dict[str, Any]:
+    """A documents' cell: the counts summary.py gave it (the documents' calls where the
+    prerequisites hold) and ``all`` (every variant and env); ``c``: every case of the cell
+    (path and by-handle), ``o`` their outcomes."""
+    data = _tally(records, indices)
+    if cell is None:  # a cell summary.py did not make: the cases' own counts
+        return data
+    data.update(p=cell.get("passed", 0), a=cell.get("attempted", 0), i=cell.get("infra", 0),
+                lv=cell.get("observed", "unknown"), calls=list(cell.get("calls") or []))
+    data.pop("s")
+    whole = cell.get("all_calls")
+    if whole:
+        data["all"] = {"p": whole.get("passed", 0), "a": whole.get("attempted", 0),
+                       "i": whole.get("infra", 0)}
+    return data
+
+
+def _grid_data(summary: dict[str, Any], records: list[dict[str, Any]], strings: _Strings
+               ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The release grids (``summary["grid"]``): per format its releases and primary calls,
+    and per producer x consumer release cell (key ``g:<format>/<producer>/<consumer>``)
+    summary.py's counts, its first error (``e``, in the string table) and its cases:
+    first the ``k`` it counted (the format's primary load call of the consumer's column),
+    then the other cases of that format between those releases."""
+    grids = [g for g in summary.get("grid") or [] if g.get("format")]
+    if not grids:
+        return [], {}
+    envs = summary.get("envs") or {}
+    release = {e: release_of(envs, e) for e in {str(r.get(k)) for r in records
+                                                 for k in ("env_id", "producer_env")}}
+    pairs: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    for n, rec in enumerate(records):
+        if rec.get("producer_env") and rec.get("operation") not in ("create", "health"):
+            pairs[(str(rec.get("format")), release[str(rec.get("producer_env"))],
+                   release[str(rec.get("env_id"))])].append(n)
+    maps, cells = [], {}
+    for g in grids:
+        fmt, primary = str(g["format"]), g.get("api") or {}
+        maps.append({"format": fmt, "title": g.get("title") or FORMAT_TITLES.get(fmt, fmt),
+                     "api": primary, "releases": [str(r) for r in g.get("releases") or []]})
+        for cell in g.get("cells") or []:
+            producer, consumer = str(cell.get("producer")), str(cell.get("consumer"))
+            found = pairs.get((fmt, producer, consumer), [])
+            counted = [n for n in found if records[n].get("operation") == "load"
+                       and _is_documented(records[n]) and records[n].get("via", "path") == "path"
+                       and records[n].get("api") == primary.get(_column_of(records[n]))]
+            chosen = set(counted)
+            data = _tally(records, found)
+            data.update(p=cell.get("passed", 0), a=cell.get("attempted", 0),
+                        i=cell.get("infra", 0), lv=cell.get("observed", "unknown"),
+                        k=len(counted),
+                        c=runs(counted) + runs(n for n in found if n not in chosen))
+            data.pop("s")
+            error = strings.add(cell.get("error"))
+            if error is not None:
+                data["e"] = error
+            cells[f"g:{fmt}/{producer}/{consumer}"] = data
+    return maps, cells
+
+
 def matrix_data(records: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, Any]:
-    """Everything the script renders: cases, matrix rows/columns/cells, documents' cells."""
+    """Everything the script renders: cases, matrix rows/columns/cells, documents' cells,
+    release grids; every tally computed here, once."""
     ordered_records = sorted(records, key=lambda r: str(r.get("case_id")))
     strings, cases = _cases(ordered_records)
-    cells: dict[str, dict[str, Any]] = defaultdict(_new_cell)
-    doc: dict[str, dict[str, Any]] = defaultdict(_new_cell)
+    members: dict[str, list[int]] = defaultdict(list)
+    documents: dict[str, list[int]] = defaultdict(list)
     rows: dict[tuple[str, str, str], bool] = {}
     cols: dict[str, dict[str, Any]] = {}
     for n, rec in enumerate(ordered_records):
-        outcome = str(rec.get("outcome"))
         row = (str(rec.get("format")), str(rec.get("operation")), _row_api(rec))
         rows[row] = True
         cols.setdefault(_env_key(rec), rec)
-        cell = cells[f"m:{'/'.join(row)}@{_env_key(rec)}"]
-        cell["c"].append(n)
-        _tally(cell, outcome)
+        members[f"m:{'/'.join(row)}@{_env_key(rec)}"].append(n)
         if _is_documented(rec):
-            column = COLUMN_OF_MODE.get(str(rec.get("mode")), rec.get("column"))
-            dcell = doc[f"doc:{rec.get('format')}/{rec.get('operation')}/{column}"]
-            dcell["c"].append(n)
-            if rec.get("via", "path") == "path":
-                _tally(dcell, outcome)
-    for cell in summary.get("cells", []):  # the tallies summary.py counted, once
-        if "passed" in cell:
-            doc[doc_key(cell)].update(p=cell["passed"], a=cell["attempted"],
-                                      i=cell.get("infra", 0))
-        else:
-            doc[doc_key(cell)]  # every documents' cell has a key, even with no case
+            documents[f"doc:{rec.get('format')}/{rec.get('operation')}/{_column_of(rec)}"
+                      ].append(n)
+    cells = {key: _tally(ordered_records, found) for key, found in members.items()}
+    doc = {}
+    for cell in summary.get("cells", []):  # every documents' cell has a key, even with no case
+        doc[doc_key(cell)] = _doc_data(cell, ordered_records, documents.pop(doc_key(cell), []))
+    doc.update({key: _doc_data(None, ordered_records, found)
+                for key, found in documents.items()})
+    grid, gcells = _grid_data(summary, ordered_records, strings)
     ordered = sorted(rows, key=lambda r: (format_rank(r[0], HEALTH), _op_rank(r[1]), r[2]))
-    return {"cases": cases, "strings": strings.items, "cells": dict(cells), "doc": dict(doc),
+    return {"cases": cases, "strings": strings.items, "cells": cells, "doc": doc,
+            "grid": grid, "gcells": gcells,
             "rows": [{"format": f, "operation": o, "api": a} for f, o, a in ordered],
             "cols": [_column_header(k, rec, summary) for k, rec in sorted(cols.items())],
-            "tolerance": _tolerance(summary)}
+            "tolerance": _tolerance(summary), "infra": sorted(INFRA_OUTCOMES)}
 
 
 def _column_header(key: str, rec: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
@@ -208,6 +331,7 @@ def _column_header(key: str, rec: dict[str, Any], summary: dict[str, Any]) -> di
     tf = (versions.get("tensorflow") or versions.get("tensorflow-cpu")
           or versions.get("tensorflow-gpu") or rec.get("tensorflow"))
     return {"key": key, "env": rec.get("env_id"), "mode": rec.get("mode"), "tf": tf,
+            "release": env.get("release"),
             "hub": versions.get("tensorflow-hub") or rec.get("tensorflow_hub"),
             "keras": env.get("keras") or rec.get("keras"),
             "device": env.get("device") or rec.get("device"),
@@ -357,12 +481,70 @@ def _doc_cell(cell: dict[str, Any], history: dict[str, Any]) -> str:
     verdict = "incomplete" if cell.get("incomplete") else cell.get("verdict", "unknown")
     label = INCOMPLETE_LABEL if verdict == "incomplete" else VERDICT_LABELS.get(verdict, verdict)
     parts.append(f'<div class="verdict" data-testid="verdict">{esc(label)}</div>')
+    parts.append(_findings(cell))
     hkey = f"{cell['format']}/{cell['operation']}/{cell['column']}"
     if history.get("cells", {}).get(hkey):
         parts.append(_strip(history["cells"][hkey], history.get("runs", [])))
     key = doc_key(cell)
     return (f'<td class="doc v-{esc(verdict)}" data-key="{esc(key)}" data-testid="doc-cell" '
             f'tabindex="0" role="button" title="Show the cases">{"".join(parts)}</td>')
+
+
+def _case_link(case_id: Any, text: str = "e.g.") -> str:
+    """A link that opens one case (inside a clickable cell too: it has its own key)."""
+    if not case_id:
+        return ""
+    key = f"case:{case_id}"
+    return (f' <a href="#open={esc(key)}" data-key="{esc(key)}" class="case-link" '
+            f'title="{esc(case_id)}">{esc(text)}</a>')
+
+
+def _condition_text(c: dict[str, Any]) -> str:
+    """A condition's own text (it carries an inexact one's counts), else one made from
+    its fields."""
+    text = c.get("text") or " and ".join(
+        f"{p.get('dim')} {p.get('op')} {p.get('value')}" for p in c.get("condition") or []
+    ) + f" → {c.get('failure') or c.get('error_type') or '?'}"
+    if not c.get("exact", True) and "covers" not in text:
+        text += (f" (covers {c.get('matched', '?')} of {c.get('cases', '?')}, "
+                 f"also {c.get('over', 0)} others)")
+    return str(text)
+
+
+def _findings(cell: dict[str, Any]) -> str:
+    """A documents' cell's version ranges, failure conditions and environment breakers
+    (not counted in its level), and its counts over every variant (summary.json's
+    ``ranges``, ``conditions``, ``breakers``, ``all_calls``; nothing when absent)."""
+    out = []
+    for r in cell.get("ranges") or []:
+        status = r.get("status") if r.get("status") in LEVELS else "unknown"
+        title = f' title="{esc(r["error"])}"' if r.get("error") else ""
+        out.append(f'<div class="range r-{status}" data-testid="range"{title}>'
+                   f'<span class="sq l-{status}"></span> {esc(r.get("text"))}</div>')
+    conditions = []
+    for c in cell.get("conditions") or []:
+        exact = "exact" if c.get("exact", True) else "inexact"
+        counts = (f"{c.get('cases', '?')} cases; matched {c.get('matched', '?')}, "
+                  f"missed {c.get('missed', '?')}, over {c.get('over', '?')}")
+        conditions.append(f'<div class="condition {exact}" data-testid="condition" '
+                          f'title="{esc(counts)}">{esc(_condition_text(c))}'
+                          f'{_case_link(c.get("example"))}</div>')
+    out += conditions[:CONDITIONS_SHOWN]
+    if conditions[CONDITIONS_SHOWN:]:
+        out.append(f'<details class="more"><summary>{len(conditions) - CONDITIONS_SHOWN} more '
+                   f"conditions</summary>{''.join(conditions[CONDITIONS_SHOWN:])}</details>")
+    for b in cell.get("breakers") or []:
+        text = b.get("text") or f"{b.get('error_type') or ''}: {b.get('message') or ''}"
+        cases = f" ({b['cases']} cases)" if b.get("cases") else ""
+        out.append(f'<div class="breaker" data-testid="breaker" title="an environment that '
+                   "breaks the documents' prerequisites: not counted in the level\">"
+                   f"<b>environment breaker</b> (not counted): {esc(text)}{esc(cases)}"
+                   f'{_case_link(b.get("example") or b.get("case_id"))}</div>')
+    whole = cell.get("all_calls")
+    if whole:
+        out.append(f'<div class="all-calls" data-testid="all-calls">all variants: '
+                   f"{esc(_count(whole))}</div>")
+    return "".join(out)
 
 
 def _documents_tables(summary: dict[str, Any]) -> str:
@@ -390,6 +572,93 @@ def _documents_tables(summary: dict[str, Any]) -> str:
             "<p>Click a cell for its cases. Counts are passed/attempted cases over every "
             "consumer and producer; infrastructure outcomes are not attempts.</p>"
             + "".join(out) + "</section>")
+
+
+def _marked_up(text: Any) -> str:
+    """docs_table's text: lines split at ``<br>``, ```code``` spans; all else escaped."""
+    lines = []
+    for line in str(text or "").split("<br>"):
+        parts = line.split("`")
+        lines.append("".join(f"<code>{esc(p)}</code>" if i % 2 else esc(p)
+                             for i, p in enumerate(parts)))
+    return "<br>".join(lines)
+
+
+def _notes(numbers: Iterable[Any]) -> str:
+    return "".join(f'<sup><a href="#fn-{esc(n)}" class="fn">[{esc(n)}]</a></sup>'
+                   for n in numbers or [])
+
+
+def _corrected(summary: dict[str, Any]) -> str:
+    """The documents' table rewritten with what was observed (``summary["docs_table"]``,
+    as docs-table.md): one table per format, its footnotes below."""
+    table = summary.get("docs_table") or {}
+    if not table.get("formats"):
+        return ""
+    titles = [c.get("title") if isinstance(c, dict) else c for c in table.get("columns") or []]
+    out = ['<section id="corrected" data-testid="corrected"><h2>Corrected documents\' table'
+           "</h2><p>The documents' table as this run observed it: each cell what the "
+           "documents' own calls did, with the TensorFlow releases where they pass; the "
+           "footnotes give the exact errors and when they occur.</p>"]
+    for fmt in table["formats"]:
+        keys: list[str] = []
+        for row in fmt.get("rows") or []:
+            keys += [str(c.get("column")) for c in row.get("cells") or []
+                     if str(c.get("column")) not in keys]
+        heads = [titles[i] if i < len(titles) else COLUMN_TITLES.get(k, k)
+                 for i, k in enumerate(keys)]
+        if fmt.get("header") and heads:  # the format's own first column header
+            heads[0] = fmt["header"]
+        body = []
+        for row in fmt.get("rows") or []:
+            by_col = {str(c.get("column")): c for c in row.get("cells") or []}
+            tds = "".join(f'<td data-column="{esc(k)}">{_marked_up(by_col[k].get("text"))}'
+                          f'{_notes(by_col[k].get("notes"))}</td>' if k in by_col else "<td></td>"
+                          for k in keys)
+            body.append(f'<tr><th>{esc(row.get("title") or row.get("operation"))}</th>{tds}'
+                        "</tr>")
+        name = fmt.get("heading") or fmt.get("title") or fmt.get("format")
+        out.append(f'<h3>{esc(name)} (<code>{esc(fmt.get("format"))}</code>)</h3>'
+                   f'<table class="doc-table corrected" data-testid="corrected-table" '
+                   f'data-format="{esc(fmt.get("format"))}"><thead><tr><th>Operation</th>'
+                   + "".join(f"<th>{_marked_up(h)}</th>" for h in heads)
+                   + f"</tr></thead><tbody>{''.join(body)}</tbody></table>")
+    notes = "".join(f'<li id="fn-{esc(f.get("n"))}" value="{esc(f.get("n"))}">'
+                    f'{_marked_up(f.get("text"))}</li>' for f in table.get("footnotes") or []
+                    if str(f.get("n")).isdigit())
+    if notes:
+        out.append(f'<ol class="footnotes" data-testid="footnotes">{notes}</ol>')
+    return "".join(out) + "</section>"
+
+
+def _grid(summary: dict[str, Any]) -> str:
+    """The producer x consumer release grids' section (the script draws them from the
+    data); nothing when the summary has none."""
+    if not any(g.get("cells") for g in summary.get("grid") or []):
+        return ""
+    legend = "".join(f'<span class="chip"><span class="sq {c}"></span> {esc(t)}</span>'
+                     for c, t in (("g-all", "all passed"), ("g-some", "some passed"),
+                                  ("g-none", "none passed"), ("g-na", "none attempted"),
+                                  ("g-empty", "not run")))
+    return ('<section id="grid" data-testid="grid"><h2>Release grid: which TF release loads '
+            "the models made by which</h2><p>Per format, the primary load call of the "
+            "consumer's column: rows are the TF release that made the model, columns the one "
+            "that loads it (every mode and flavour of a release together). Hover a square for "
+            f"its counts and first error; click it for its cases.</p><div class=\"legend\">"
+            f'{legend}</div><div id="grid-maps" class="gmaps"></div></section>')
+
+
+SECTIONS = (("documents", "Documents' table"), ("corrected", "Corrected documents' table"),
+            ("grid", "Release grid"), ("changes", "Changes"),
+            ("infrastructure", "Infrastructure"), ("matrix", "Full matrix"),
+            ("history", "History"), ("run", "Run & environments"))
+
+
+def _nav(html_text: str) -> str:
+    """Links to the page's sections that are there."""
+    links = [f'<a href="#{sid}">{esc(title)}</a>' for sid, title in SECTIONS
+             if sid == "matrix" or f'<section id="{sid}"' in html_text]
+    return "<nav>" + " · ".join(links) + "</nav>"
 
 
 def _change_case(c: dict[str, Any]) -> str:
@@ -543,19 +812,16 @@ def _inline(text: str, element: str) -> str:
 
 def render_html(summary: dict[str, Any], records: list[dict[str, Any]]) -> str:
     """The whole page for one run (``summary`` from ``summarize``, optionally with
-    ``changes`` and ``history``; ``records`` the run's results): ``page.html`` filled
-    with the static sections, the page's CSS and script and the embedded data."""
+    ``changes``, ``history`` and ``docs_table``; ``records`` the run's results):
+    ``page.html`` filled with the static sections, the page's CSS and script and the
+    embedded data."""
     run_id = (summary.get("run", {}) or {}).get("run_id") or "?"
     data = matrix_data(records, summary)
     top = "".join((_banner(summary, records), _legend(), _documents_tables(summary),
-                   _changes(summary), _infrastructure(summary)))
+                   _corrected(summary), _grid(summary), _changes(summary),
+                   _infrastructure(summary)))
     bottom = _history(summary) + _metadata(summary)
-    nav = ('<nav><a href="#documents">Documents\' table</a> · <a href="#changes">Changes</a>'
-           ' · <a href="#infrastructure">Infrastructure</a> · <a href="#matrix">Full matrix</a>'
-           ' · <a href="#history">History</a> · <a href="#run">Run &amp; environments</a></nav>')
-    script = _asset("page.js").replace(
-        "__INFRA__", dumps({o: 1 for o in INFRA_OUTCOMES}, sort_keys=True,
-                           separators=(",", ":")))
     return Template(_asset("page.html")).substitute(
-        run_id=esc(run_id), css=_inline(_asset("page.css"), "style"), nav=nav, top=top,
-        bottom=bottom, data=embed_json(data), script=_inline(script, "script"))
+        run_id=esc(run_id), css=_inline(_asset("page.css"), "style"),
+        nav=_nav(top + bottom), top=top, bottom=bottom, data=embed_json(data),
+        script=_inline(_asset("page.js"), "script"))

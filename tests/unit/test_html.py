@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from harness import config
-from harness.report.html import render_html
+from harness.report.html import expand_runs, render_html, runs
 from harness.report.summary import summarize
 
 RESOURCES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources")
@@ -45,12 +45,26 @@ def _page(matrix, records, run=None, extra=None):
     return summary, render_html(summary, records)
 
 
-def _data(page: str) -> dict:
+def _raw(page: str) -> dict:
     match = re.search(r'<script type="application/json" id="data">(.*?)</script>', page, re.S)
     assert match, "no embedded data"
     text = match.group(1)
     assert not set("<>&") & set(text)
     return json.loads(text)
+
+
+def _data(page: str) -> dict:
+    """The embedded data as the script reads it: whole case ids (front-coded: ``k`` UTF-16
+    units shared with the previous id) and every cell's case list expanded."""
+    data = _raw(page)
+    previous = ""
+    for case in data["cases"]:
+        head = previous.encode("utf-16-le")[:2 * case.pop("k", 0)].decode("utf-16-le")
+        case["id"] = previous = head + case["id"]
+    for group in ("cells", "doc", "gcells"):
+        for cell in data[group].values():
+            cell["c"] = expand_runs(cell["c"])
+    return data
 
 
 def test_structure_self_contained(matrix):
@@ -274,3 +288,291 @@ def test_page_assets_ship_in_the_wheel(tmp_path):
         assert f"harness/report/page/{name}" in names, name
     page = render_html({"run": RUN, "envs": ENVS, "totals": {}}, [])
     assert not re.search(r"\$(run_id|css|nav|top|bottom|data|script)\b", page)
+
+
+# ---------------------------------------------------------------- tallies, compact data
+
+def test_runs_round_trip():
+    for indices in ([], [0], [3], [0, 1, 2, 3], [1, 2, 5, 7, 8, 9, 20], list(range(50))):
+        assert expand_runs(runs(indices)) == indices, indices
+    assert runs([4, 5, 6, 9]) == [4, -2, 9]
+    # two ascending lists one after the other (a grid cell: counted, then the others)
+    assert expand_runs(runs([7, 8, 9]) + runs([1, 2, 30])) == [7, 8, 9, 1, 2, 30]
+
+
+def test_ids_front_coded_in_utf16_units(matrix):
+    records = _synthetic(4, False)
+    for i, rec in enumerate(records):  # a non-BMP character: two UTF-16 units in the script
+        rec["case_id"] = f"env0/tf2/saved_model/load/api-😀-{i}/mlp@p0/tf2"
+    page = _page(matrix, records)[1]
+    raw = _raw(page)["cases"]
+    assert raw[0].get("k", 0) == 0 and all(c["k"] > 20 for c in raw[1:])
+    assert sorted(c["id"] for c in _data(page)["cases"]) == sorted(r["case_id"]
+                                                                   for r in records)
+
+
+def test_tallies_are_computed_once_in_python(matrix):
+    records = _records()
+    summary, page = _page(matrix, records)
+    data = _data(page)
+    by_id = {r["case_id"]: r for r in records}
+    for key, cell in data["cells"].items():
+        outcomes: dict[str, int] = {}
+        for i in cell["c"]:
+            o = by_id[data["cases"][i]["id"]]["outcome"]
+            outcomes[o] = outcomes.get(o, 0) + 1
+        assert cell["o"] == outcomes, key
+        assert cell["p"] == outcomes.get("passed", 0), key
+        assert cell["a"] == sum(outcomes.get(o, 0) for o in ("passed", "failed", "error")), key
+        assert cell["i"] == sum(outcomes.get(o, 0) for o in ("crashed", "timeout", "env_error",
+                                                             "harness_error")), key
+        assert cell["s"] == outcomes.get("skipped", 0), key
+    for cell in summary["cells"]:
+        doc = data["doc"][f"doc:{cell['format']}/{cell['operation']}/{cell['column']}"]
+        assert (doc["p"], doc["a"], doc["i"], doc["lv"]) == (
+            cell["passed"], cell["attempted"], cell["infra"], cell["observed"])
+        whole = cell["all_calls"]
+        assert doc["all"] == {"p": whole["passed"], "a": whole["attempted"],
+                              "i": whole["infra"]}
+        assert doc["calls"] == cell["calls"]
+    script = re.findall(r"<script>(.*?)</script>", page, re.S)[-1]
+    assert "||0)+1" not in script  # the script counts nothing (it did: counts[o]||0)+1)
+
+
+# ---------------------------------------------------------------- the new sections
+
+RELEASE_ENVS = {"tf1.15-a": {"release": "1.15", "versions": {"tensorflow": "1.15.5"}},
+                "tf2.15-a": {"release": "2.15", "versions": {"tensorflow": "2.15.1"}},
+                "tf2.15-b": {"release": "2.15", "versions": {"tensorflow": "2.15.1"}},
+                "tf2.21-a": {"release": "2.21", "versions": {"tensorflow": "2.21.0"}}}
+MODES_OF = {"tf1.15-a": ("tf1",), "tf2.15-a": ("compat", "tf2"), "tf2.15-b": ("tf2",),
+            "tf2.21-a": ("tf2",)}
+
+
+def _release_records() -> list[dict]:
+    """saved_model cases between three releases: hub.load (the grid's call), another load
+    variant, a fine-tune and the creates (never in a grid cell)."""
+    out = []
+    for env, modes in MODES_OF.items():
+        for mode in modes:
+            column = "tf1" if mode in ("tf1", "compat") else "tf2"
+            out.append({"case_id": f"{env}/{mode}/saved_model/create/tf.saved_model.save/mlp",
+                        "env_id": env, "mode": mode, "column": column,
+                        "format": "saved_model", "operation": "create",
+                        "api": "tf.saved_model.save", "model": "mlp", "model_kind": "mlp",
+                        "producer_env": env, "producer_mode": mode, "outcome": "passed",
+                        "via": "path"})
+            for penv, pmodes in MODES_OF.items():
+                for pmode in pmodes:
+                    for op, api in (("load", "hub.load"), ("load", "hub.KerasLayer"),
+                                    ("fine_tune", "hub.KerasLayer-trainable-fit")):
+                        newer = RELEASE_ENVS[penv]["release"] > RELEASE_ENVS[env]["release"]
+                        bad = newer and env == "tf1.15-a"
+                        out.append({
+                            "case_id": f"{env}/{mode}/saved_model/{op}/{api}/mlp@{penv}/{pmode}",
+                            "env_id": env, "mode": mode, "column": column,
+                            "format": "saved_model", "operation": op, "api": api,
+                            "model": "mlp", "model_kind": "mlp", "producer_env": penv,
+                            "producer_mode": pmode, "via": "path",
+                            "outcome": "error" if bad else "passed",
+                            "error_type": "NotFoundError" if bad else None,
+                            "message": "Op type not registered 'DisableCopyOnRead'" if bad
+                            else None})
+    return out
+
+
+def _grid_summary(records: list[dict]) -> list[dict]:
+    """summary.json's grid as summary.py builds it (counted: hub.load in both columns)."""
+    def rel(env: str) -> str:
+        return RELEASE_ENVS[env]["release"]
+    cells: dict[tuple, list] = {}
+    for r in records:
+        if r["operation"] == "load" and r["api"] == "hub.load":
+            cells.setdefault((rel(r["producer_env"]), rel(r["env_id"])), []).append(r)
+    out = []
+    for (producer, consumer), rs in sorted(cells.items()):
+        passed = sum(r["outcome"] == "passed" for r in rs)
+        out.append({"producer": producer, "consumer": consumer, "passed": passed,
+                    "attempted": len(rs), "infra": 0,
+                    "observed": "supported" if passed == len(rs) else
+                    "unsupported" if not passed else "partial",
+                    "error": None if passed else f"NotFoundError: {HOSTILE}"})
+    return [{"format": "saved_model", "title": "TF2 SavedModel",
+             "api": {"tf1": "hub.load", "tf2": "hub.load"},
+             "releases": ["1.15", "2.15", "2.21"], "cells": out}]
+
+
+RANGES = [{"from": "1.15", "to": "2.15", "status": "supported", "qualifier": None,
+           "error": None, "passed": 10, "attempted": 10, "releases": ["1.15", "2.15"],
+           "text": "TF 1.15–2.15"},
+          {"from": "2.16", "to": "2.21", "status": "unsupported", "qualifier": None,
+           "error": f"ValueError: {HOSTILE}", "passed": 0, "attempted": 6,
+           "releases": ["2.16", "2.21"], "text": f"from TF 2.16: ValueError: {HOSTILE}"}]
+CONDITIONS = [{"failure": "ValueError: x", "error_type": "ValueError", "cases": 6,
+               "condition": [{"dim": "release", "op": "≥", "value": "2.16"}],
+               "text": "consumer TF ≥ 2.16 → ValueError: x", "exact": True, "matched": 6,
+               "missed": 0, "over": 0, "example": "tf2.21-a/tf2/saved_model/load/hub.load/mlp"},
+              {"failure": "KeyError: y", "error_type": "KeyError", "cases": 3,
+               "condition": [{"dim": "keras", "op": "=", "value": "Keras 3"}],
+               "text": "Keras = Keras 3 → KeyError: y (covers 2 of 3, also 1 other)",
+               "exact": False, "matched": 2, "missed": 1, "over": 1, "example": "c/1"}]
+BREAKERS = [{"failure": "ModuleNotFoundError: No module named 'pkg_resources'",
+             "error_type": "ModuleNotFoundError", "cases": 4,
+             "condition": [{"dim": "setuptools", "op": "≥", "value": "82"}],
+             "text": "setuptools ≥ 82 → ModuleNotFoundError: No module named 'pkg_resources'",
+             "exact": True, "matched": 4, "missed": 0, "over": 0, "example": "b/1"}]
+DOCS_TABLE = {
+    "columns": ["TF1 / TF1 compat mode in TF2", "TF2"],
+    "formats": [{"format": "saved_model", "title": "TF2 SavedModel",
+                 "rows": [{"operation": "load", "title": "Loading / Inference", "cells": [
+                     {"column": "tf1", "text": "Fully supported<br>TF 1.15–2.15; `hub.load`",
+                      "notes": [1, 2]},
+                     {"column": "tf2", "text": f"Not supported {HOSTILE}", "notes": []}]}]},
+                {"format": "tf1_hub", "title": "TF1 Hub format", "header": "TF1/ compat [1]",
+                 "rows": [{"operation": "load", "title": "Loading / Inference", "cells": [
+                     {"column": "tf1", "text": "supported — TF 1.15–2.15 (tensorflow_hub ≤ "
+                                               "0.15)", "notes": [2]},
+                     {"column": "tf2", "text": "partial", "notes": []}]}]}],
+    "footnotes": [{"n": 1, "text": "compat mode: `import tensorflow.compat.v1 as tf`"},
+                  {"n": 2, "text": f"an error {HOSTILE}"}]}
+
+
+def _release_page(matrix, with_new: bool = True):
+    records = _release_records()
+    summary = summarize(records, matrix, dict(RUN), copy.deepcopy(RELEASE_ENVS))
+    if with_new:
+        summary["grid"] = _grid_summary(records)
+        summary["docs_table"] = DOCS_TABLE
+        cell = next(c for c in summary["cells"] if (c["format"], c["operation"],
+                                                    c["column"]) == ("saved_model", "load",
+                                                                     "tf1"))
+        cell.update(ranges=RANGES, conditions=CONDITIONS, breakers=BREAKERS)
+    else:
+        summary.pop("grid", None)
+        summary.pop("docs_table", None)
+        for cell in summary["cells"]:
+            for key in ("ranges", "conditions", "breakers", "calls", "all_calls"):
+                cell.pop(key, None)
+    return records, summary, render_html(summary, records)
+
+
+def _doc_td(page: str, key: str) -> str:
+    start = page.index(f'data-key="{key}"')
+    return page[start:page.index("</td>", start)]
+
+
+def test_documents_cell_shows_ranges_conditions_breakers(matrix):
+    _, summary, page = _release_page(matrix)
+    assert HOSTILE not in page
+    td = _doc_td(page, "doc:saved_model/load/tf1")
+    assert td.count('data-testid="range"') == 2
+    assert "TF 1.15–2.15" in td and "from TF 2.16: ValueError: &lt;script&gt;" in td
+    assert 'class="range r-unsupported"' in td
+    assert td.count('data-testid="condition"') == 2
+    assert "consumer TF ≥ 2.16 → ValueError: x" in td
+    assert "(covers 2 of 3, also 1 other)" in td  # an inexact one with its counts
+    assert 'class="condition inexact"' in td and "matched 2, missed 1, over 1" in td
+    assert 'data-key="case:tf2.21-a/tf2/saved_model/load/hub.load/mlp"' in td  # its example
+    assert td.count('data-testid="breaker"') == 1 and "environment breaker" in td
+    assert "setuptools ≥ 82 → ModuleNotFoundError" in td and "(4 cases)" in td
+    cell = next(c for c in summary["cells"] if (c["format"], c["operation"], c["column"]) ==
+                ("saved_model", "load", "tf1"))
+    whole = cell["all_calls"]
+    assert f'all variants: {whole["passed"]}/{whole["attempted"]}' in td
+    assert cell["calls"] and _data(page)["doc"]["doc:saved_model/load/tf1"]["calls"] == \
+        cell["calls"]
+    # the verdict stays the level of the counted calls, not the breakers'
+    assert 'data-testid="verdict"' in td
+
+
+def test_corrected_documents_table(matrix):
+    _, _, page = _release_page(matrix)
+    assert 'href="#corrected"' in page and 'data-testid="corrected"' in page
+    section = page[page.index('<section id="corrected"'):]
+    section = section[:section.index("</section>")]
+    assert section.count('data-testid="corrected-table"') == 2
+    assert 'data-format="saved_model"' in section and 'data-format="tf1_hub"' in section
+    assert "Fully supported<br>TF 1.15–2.15; <code>hub.load</code>" in section
+    assert 'href="#fn-1" class="fn">[1]</a></sup><sup><a href="#fn-2"' in section
+    assert "<th>TF1/ compat [1]</th>" in section  # a format's own first column header
+    assert "<th>TF1 / TF1 compat mode in TF2</th><th>TF2</th>" in section
+    assert 'data-testid="footnotes"' in section and 'id="fn-2" value="2"' in section
+    assert "<code>import tensorflow.compat.v1 as tf</code>" in section
+    assert "&lt;script&gt;" in section and HOSTILE not in section
+
+
+def test_release_grid_data(matrix):
+    records, summary, page = _release_page(matrix)
+    assert 'data-testid="grid"' in page and 'href="#grid"' in page
+    assert 'id="grid-maps"' in page
+    data = _data(page)
+    assert data["grid"] == [{"format": "saved_model", "title": "TF2 SavedModel",
+                             "api": {"tf1": "hub.load", "tf2": "hub.load"},
+                             "releases": ["1.15", "2.15", "2.21"]}]
+    assert {c["release"] for c in data["cols"]} == {"1.15", "2.15", "2.21"}
+    assert len(data["gcells"]) == len(summary["grid"][0]["cells"]) == 9
+    cell = data["gcells"]["g:saved_model/2.15/1.15"]
+    assert (cell["p"], cell["a"], cell["lv"]) == (0, 3, "unsupported")
+    assert data["strings"][cell["e"]] == f"NotFoundError: {HOSTILE}"
+    ids = [data["cases"][i]["id"] for i in cell["c"]]
+    counted = {r["case_id"] for r in records if r["env_id"] == "tf1.15-a"
+               and r["producer_env"] in ("tf2.15-a", "tf2.15-b") and r["api"] == "hub.load"}
+    others = {r["case_id"] for r in records if r["env_id"] == "tf1.15-a"
+              and r["producer_env"] in ("tf2.15-a", "tf2.15-b") and r["api"] != "hub.load"
+              and r["operation"] != "create"}
+    assert cell["k"] == 3 and set(ids[:3]) == counted and set(ids[3:]) == others
+    assert cell["o"] == {"error": 9}
+    same = data["gcells"]["g:saved_model/2.15/2.15"]  # two envs of one release, both modes
+    assert same["k"] == same["a"] == 9 and same["lv"] == "supported"
+
+
+def test_new_sections_absent_render_nothing(matrix):
+    _, _, page = _release_page(matrix, with_new=False)
+    for text in ('id="corrected"', 'id="grid"', 'href="#grid"', 'href="#corrected"',
+                 'data-testid="range"', 'data-testid="condition"', 'data-testid="breaker"',
+                 'data-testid="all-calls"', 'id="grid-maps"'):
+        assert text not in page, text
+    data = _data(page)
+    assert data["grid"] == [] and data["gcells"] == {}
+    assert 'data-testid="doc-table"' in page and 'data-testid="matrix-table"' in page
+
+
+def test_versions_run_size():
+    """~30,000 cases of a versions run (47 envs x 2 modes, ~23 producer releases) with a
+    grid of 23 x 23 releases x 3 formats: the page stays a few MB."""
+    releases = ["1.15"] + [f"2.{i}" for i in range(22)]
+    envs = {f"tf{r}-{f}": {"release": r, "versions": {"tensorflow": r + ".0"}}
+            for r in releases for f in ("a", "b")}
+    records = []
+    for env in envs:
+        for mode in ("compat", "tf2"):
+            for n in range(330):
+                fmt = ("tf1_hub", "saved_model", "keras_saved_model")[n % 3]
+                producer = f"tf{releases[n % 23]}-a"
+                api = f"api-{n // 23}"
+                bad = n % 5 == 0
+                records.append({
+                    "case_id": f"{env}/{mode}/{fmt}/load/{api}/mlp@{producer}/tf2",
+                    "env_id": env, "mode": mode, "column": "tf1" if mode == "compat" else "tf2",
+                    "format": fmt, "operation": "load", "api": api, "model": "mlp",
+                    "model_kind": "mlp", "producer_env": producer, "producer_mode": "tf2",
+                    "outcome": "error" if bad else "passed", "duration_s": 1.25,
+                    "error_type": "NotFoundError" if bad else None,
+                    "message": f"Op type not registered {n % 7}" if bad else None,
+                    "traceback": "Traceback\n" + "\n".join(f"  line {j}" for j in range(20))
+                    if bad else None, "max_abs_err": None if bad else 0.0, "via": "path",
+                    "repro": f"nox -s matrix -- --case {env}/{mode}/{fmt}/load/{api}/mlp"
+                             f"@{producer}/tf2"})
+    grid = [{"format": fmt, "title": fmt, "api": {"tf1": "api-0", "tf2": "api-0"},
+             "releases": releases,
+             "cells": [{"producer": p, "consumer": c, "passed": 1, "attempted": 2, "infra": 0,
+                        "observed": "partial", "error": "NotFoundError: Op type not registered"}
+                       for p in releases for c in releases]}
+            for fmt in ("tf1_hub", "saved_model", "keras_saved_model")]
+    assert len(records) > 29_000
+    page = render_html({"run": RUN, "envs": envs, "totals": {"cases": len(records)},
+                        "grid": grid}, records)
+    assert len(page.encode()) < 4_500_000
+    data = _data(page)
+    assert len(data["gcells"]) == 3 * 23 * 23
+    assert sum(len(c["c"]) for c in data["gcells"].values()) == len(records)
