@@ -576,3 +576,16 @@ def test_versions_run_size():
     data = _data(page)
     assert len(data["gcells"]) == 3 * 23 * 23
     assert sum(len(c["c"]) for c in data["gcells"].values()) == len(records)
+
+
+def test_many_conditions_fold_behind_a_click(matrix):
+    records = _release_records()
+    summary = summarize(records, matrix, dict(RUN), copy.deepcopy(RELEASE_ENVS))
+    cell = next(c for c in summary["cells"] if c["format"] == "saved_model"
+                and c["operation"] == "load" and c["column"] == "tf2")
+    cell["conditions"] = [dict(CONDITIONS[0], text=f"condition {i}") for i in range(8)]
+    td = _doc_td(render_html(summary, records), "doc:saved_model/load/tf2")
+    assert td.count('data-testid="condition"') == 8
+    shown, folded = td.split('<details class="more">')
+    assert shown.count('data-testid="condition"') == 5
+    assert "<summary>3 more conditions</summary>" in folded and "condition 7" in folded
