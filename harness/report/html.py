@@ -239,8 +239,9 @@ def _doc_data(cell: dict[str, Any] | None, records: list[dict[str, Any]],
     data = _tally(records, indices)
     if cell is None:  # a cell summary.py did not make: the cases' own counts
         return data
-    data.update(p=cell.get("passed", 0), a=cell.get("attempted", 0), i=cell.get("infra", 0),
-                lv=cell.get("observed", "unknown"), calls=list(cell.get("calls") or []))
+    data.update(p=cell.get("passed", data["p"]), a=cell.get("attempted", data["a"]),
+                i=cell.get("infra", data["i"]), lv=cell.get("observed", "unknown"),
+                calls=list(cell.get("calls") or []))
     data.pop("s")
     whole = cell.get("all_calls")
     if whole:
