@@ -226,7 +226,11 @@ def test_health_stays_responsive_in_a_burst_of_slow_connections(tmp_path, max_co
           f"{max(t for t, _ in samples)} RSS max {max(r for _, r in samples):.1f} MB (idle "
           f"{idle_rss:.1f}); answers in {max(s for _, s, _ in answers.values()):.2f}s")
     assert len(probes) >= 20
-    assert all(status == 200 and latency < 1 for latency, status in probes), probes
+    # never queued behind the burst (its answers take ~4 s without the cap): every health
+    # check well under that, nearly all at once; 1 s was seen exceeded once (1.002 s, one
+    # probe of 134) by a scheduler stall on a 2-core CI machine
+    assert all(status == 200 and latency < 2 for latency, status in probes), probes
+    assert sorted(latencies)[int(0.95 * len(latencies))] < 0.5, probes
     assert max(t for t, _ in samples) <= WORKERS + 2
     assert max(r for _, r in samples) < idle_rss + 64
     assert len(answers) == burst  # every connection got its answer (or its refusal)
