@@ -134,7 +134,8 @@ def _bench_floor(run_dir: str) -> None:
         case_s = sum(json.loads(line).get("duration_s") or 0 for line in fh if line.strip())
     stages: dict[str, int] = {}
     for plan in glob.glob(os.path.join(run_dir, "plans", "*.json")):
-        env_id = json.load(open(plan))["env"]["id"]
+        with open(plan) as fh:
+            env_id = json.load(fh)["env"]["id"]
         stages[env_id] = stages.get(env_id, 0) + 1
     backend = VenvBackend(matrix.settings.envs_dir, "", "", log=lambda m: None)
     import_s = 0.0

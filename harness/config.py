@@ -408,23 +408,24 @@ def env_id_problem(env_id: str) -> str | None:
     return None
 
 
+def _major_minor(c: _Checker, value: Any, where: str, quoted: str, form: str) -> str:
+    """A quoted ``major.minor`` (YAML reads 3.10 unquoted as the number 3.1)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise c.fail(where, f"{value!r} was read as a number; quote it ({quoted})")
+    c.typed(value, where, str)
+    if not _is_xy(value):
+        raise c.fail(where, f"{value!r}: {form}")
+    return value
+
+
 def python_version(c: _Checker, python: Any, where: str) -> str:
-    if isinstance(python, (int, float)) and not isinstance(python, bool):
-        raise c.fail(where, f"{python!r} was read as a number; quote it (python: \"3.10\")")
-    c.typed(python, where, str)
-    if not _is_xy(python):
-        raise c.fail(where, f"{python!r}: write the version as \"3.11\" (quoted, major.minor)")
-    return python
+    return _major_minor(c, python, where, 'python: "3.10"',
+                        'write the version as "3.11" (quoted, major.minor)')
 
 
 def release_version(c: _Checker, release: Any, where: str) -> str:
-    """A TF release as ``major.minor`` (quoted: 2.10 read as a number is 2.1)."""
-    if isinstance(release, (int, float)) and not isinstance(release, bool):
-        raise c.fail(where, f"{release!r} was read as a number; quote it (\"2.10\")")
-    c.typed(release, where, str)
-    if not _is_xy(release):
-        raise c.fail(where, f"{release!r}: write the release as \"2.15\" (major.minor)")
-    return release
+    """A TF release as ``major.minor``."""
+    return _major_minor(c, release, where, '"2.10"', 'write the release as "2.15" (major.minor)')
 
 
 def requirements(c: _Checker, raw: Any, where: str, nonempty: bool = True

@@ -30,6 +30,7 @@ from .config import (
     Env,
     Sampling,
     _Checker,
+    _is_xy,
     env_id_problem,
     env_var_map,
     mode_list,
@@ -58,7 +59,7 @@ def expand(c: _Checker, raw: Any) -> tuple[Env, ...]:
         raise c.fail("releases.table", "must list at least one release")
     envs: list[Env] = []
     for key in sorted(table, key=lambda k: Version(str(k))
-                      if isinstance(k, str) and _xy(k) else Version("0")):
+                      if isinstance(k, str) and _is_xy(k) else Version("0")):
         where = f'releases.table."{key}"'
         release = release_version(c, key, where)
         row = c.mapping(table[key], where, ("python", "packages"),
@@ -95,11 +96,6 @@ def expand(c: _Checker, raw: Any) -> tuple[Env, ...]:
                                 row_vars + f["env_vars"]).items())),
                             description=desc, release=release, flavour=name))
     return tuple(envs)
-
-
-def _xy(text: str) -> bool:
-    parts = text.split(".")
-    return len(parts) == 2 and all(p.isdigit() for p in parts)
 
 
 def _flavours(c: _Checker, raw: Any) -> dict[str, dict[str, Any]]:

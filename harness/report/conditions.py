@@ -58,7 +58,8 @@ MAX_PREDICATES = 3
 Pred = tuple  # (dim index, op, lo rank, hi rank)
 
 
-def _vkey(value: str) -> tuple[int, Version, str]:
+def version_key(value: str) -> tuple[int, Version, str]:
+    """Versions in order (1.15 < 2.0 < 2.10), anything else after them by its text."""
     try:
         return (0, Version(value), "")
     except InvalidVersion:
@@ -97,17 +98,22 @@ def _env_flavour(info: dict[str, Any]) -> str | None:
     return "Keras 2" if versions.get("tensorflow") or versions.get("tensorflow-cpu") else None
 
 
+def env_release(info: dict[str, Any], tf: Any = None) -> str | None:
+    """An env's TF release (major.minor): its ``release``, else that of ``tf`` (a record's
+    TF version), else that of the TF it has installed; None when none is known."""
+    versions = info.get("versions") or {}
+    installed = next((versions[k] for k in ("tensorflow", "tensorflow-cpu", "tensorflow-gpu")
+                      if versions.get(k)), None)
+    return str(info.get("release") or "") or _minor(tf) or _minor(installed)
+
+
 def dimensions(records: list[dict], envs: dict) -> pd.DataFrame:
     """One row per attempted record: its cell, outcome, failure key and dimensions."""
     seen_tf = {r.get("env_id"): r.get("tensorflow") for r in records if r.get("tensorflow")}
 
     @functools.cache
     def release(env_id: Any, tf: Any = None) -> str | None:
-        info = envs.get(env_id) or {}
-        versions = info.get("versions") or {}
-        return (str(info.get("release") or "") or _minor(tf) or _minor(
-            versions.get("tensorflow") or versions.get("tensorflow-cpu"))
-            or _minor(seen_tf.get(env_id)))
+        return env_release(envs.get(env_id) or {}, tf) or _minor(seen_tf.get(env_id))
 
     keys: dict[tuple[Any, Any, Any], str] = {}
     flavours: dict[Any, str | None] = {}
@@ -148,7 +154,7 @@ class _Cell:
         for d in self.dims:
             present = [v for v in frame[d].dropna().unique() if isinstance(v, str)]
             key: Any = ((lambda v: (MODES.index(v) if v in MODES else 9, v)) if d == "mode"
-                        else _vkey if d in ORDERED else None)
+                        else version_key if d in ORDERED else None)
             self.values[d] = sorted(present, key=key)
             cols.append(pd.Index(self.values[d], dtype=object).get_indexer(frame[d]))
         matrix = np.array(cols, dtype=np.int64).T.reshape(len(frame), len(cols))

@@ -419,19 +419,9 @@ def primary_calls(matrix: Matrix) -> dict[tuple[str, str], str]:
 
 
 def release_of(envs: dict[str, Any], env_id: str) -> str:
-    """An env's TF release (its ``release``, else major.minor of its TF), else its id."""
-    info = envs.get(env_id) or {}
-    if info.get("release"):
-        return str(info["release"])
-    versions = info.get("versions") or {}
-    tf = next((versions[k] for k in ("tensorflow", "tensorflow-cpu", "tensorflow-gpu")
-               if versions.get(k)), None)
-    return ".".join(str(tf).split(".")[:2]) if tf else env_id
-
-
-def _release_rank(text: str) -> tuple:
-    parts = text.split(".")
-    return (0, tuple(int(p) for p in parts)) if all(p.isdigit() for p in parts) else (1, text)
+    """An env's TF release (``conditions.env_release``), else its id."""
+    from .conditions import env_release
+    return env_release(envs.get(env_id) or {}) or env_id
 
 
 def grid(df: pd.DataFrame, matrix: Matrix, envs: dict[str, Any]) -> list[dict[str, Any]]:
@@ -446,6 +436,7 @@ def grid(df: pd.DataFrame, matrix: Matrix, envs: dict[str, Any]) -> list[dict[st
                       zip(loads["format"], loads["column"], loads["api"])],
                      index=loads.index, dtype=bool)
     loads = loads[keep]
+    from .conditions import version_key
     from .markdown import FORMAT_TITLES, format_rank
     out = []
     for fmt in sorted(set(loads["format"]), key=format_rank):
@@ -461,7 +452,7 @@ def grid(df: pd.DataFrame, matrix: Matrix, envs: dict[str, Any]) -> list[dict[st
                            "infra": cell["infra"], "observed": cell["observed"],
                            "error": (f"{failing[0]['error_type']}: {failing[0]['message']}"
                                      if failing else None)})
-        releases = sorted(set(g["producer"]) | set(g["consumer"]), key=_release_rank)
+        releases = sorted(set(g["producer"]) | set(g["consumer"]), key=version_key)
         out.append({"format": fmt, "title": FORMAT_TITLES.get(fmt, fmt),
                     "api": {col: api for (f, col), api in sorted(primary.items()) if f == fmt},
                     "releases": releases, "cells": cells_})
