@@ -260,7 +260,13 @@ def _report(args: argparse.Namespace) -> int:
     # an older run (or a --case repro) rebuilt leaves reports/latest to the newest run
     keep = keep_reason(args.run_dir, os.path.dirname(os.path.abspath(args.run_dir)),
                        run.get("started_at"), planned)
-    summary = write_reports(args.run_dir, records, matrix, run, old.get("envs", {}),
+    envs = old.get("envs", {})
+    try:  # the envs as provisioned (a merged or older run may only have its summary's)
+        with open(os.path.join(args.run_dir, "envs.json")) as fh:
+            envs = json.load(fh)
+    except (OSError, ValueError):
+        pass
+    summary = write_reports(args.run_dir, records, matrix, run, envs,
                             baseline=args.baseline, replace_latest=keep is None)
     print(render(summary))
     status = 0

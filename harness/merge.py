@@ -21,6 +21,7 @@ from typing import Any
 from . import config
 from .errors import UserError
 from .expand import REPRO, EnvRun, expand, stage_plan
+from .jsonio import write_json
 from .pipeline import (
     ENVS_FILE,
     Options,
@@ -63,6 +64,7 @@ def merge(dirs: list[str], out: str, matrix_path: str, run_id: str | None = None
     ran = _copy_shards(run, shards)
     gather_stores([d for d, _ in shards], run.paths.store)
     envs = _join_envs(shards)
+    write_json(os.path.join(out, ENVS_FILE), envs, indent=2, sort_keys=True)
     data = run_file(run)
     data.update(options={}, hub_urls=[u for _, m in shards for u in m.get("hub_urls") or []],
                 merged_from=[_shard_entry(d, m) for d, m in shards])

@@ -110,6 +110,11 @@ def test_missing_and_unfinished_shards_become_crashed_records(matrix_path, tmp_p
         "create.tf115.tf1", "create.tf115.tf1_eager", "consume.tf115.tf1",
         "consume.tf115.tf1_eager"]
     assert not os.path.exists(tmp_path / "latest")  # --out outside reports/: left alone
+    # harness report over the merged records alone keeps the env versions (envs.json)
+    os.remove(out / "summary.json")
+    assert main(["report", str(out), "--matrix", matrix_path]) == 1
+    with open(out / "summary.json") as fh:
+        assert json.load(fh)["envs"]["tf115"]["versions"]["tensorflow"] == "1.15.5"
 
 
 def test_bad_shard_directories_are_one_line(matrix_path, tmp_path):
