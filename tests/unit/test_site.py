@@ -313,3 +313,15 @@ def test_local_published_run_and_site_directory_as_baseline(tmp_path, published,
         assert code == 0 and changes["baseline"]["case_level"] is True
         assert [c["case_id"] for c in changes["cases"]["regressions"]] == [victim]
         assert str(tmp_path) not in changes["baseline"]["path"]  # redacted
+
+
+def test_downloads_keep_to_settings_fetch(published):
+    from harness.usermodels import FetchLimits
+    size = (published / "runs" / "index.json").stat().st_size
+    with _serve(published) as url:
+        small = site.Site(url, "--history " + url, FetchLimits(max_download_mb=size / 2 / 2**20))
+        with pytest.raises(UserError, match=r"runs/index.json: it sent more than .* MiB "
+                                            r"\(settings.fetch.max_download_mb\); check the"):
+            small.runs()
+        enough = site.Site(url, "--history " + url, FetchLimits(max_download_mb=size / 2**20))
+        assert [e["run_id"] for e in enough.runs()] == ["r2", "r1"]
