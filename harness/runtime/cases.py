@@ -219,8 +219,8 @@ def plan_cases(plan, variants):
 def _sampled(sample, manifests, env, mode):
     """None (every producer's models get every variant), or the test a (manifest, variant)
     pair must pass under the matrix's ``sampling``: every variant on the models of the
-    consumer's own env (all its modes) and of each other ``full`` producer (one mode per
-    model: the consumer's column's first), and the primary load call of the consumer's
+    consumer's own env and of each other ``full`` producer (one mode per model: the
+    consumer's own first, then its column's), and the primary load call of the consumer's
     column on one base model per format of every other producer release."""
     if not sample:
         return None
@@ -228,15 +228,13 @@ def _sampled(sample, manifests, env, mode):
     primary = sample["primary"].get(column, {})
     full = set(sample["full"]) | {env["id"]}
     references = _representatives(sample, manifests, env, mode, lambda m: (
-        m["producer"]["env_id"], m["format"], m["model"]), set(sample["full"]) - {env["id"]})
+        m["producer"]["env_id"], m["format"], m["model"]), full)
     covered = {sample["release"].get(e, e) for e in full}
     others = _representatives(sample, manifests, env, mode, lambda m: (
         _release(sample, m), m["format"], base_model(m["model"])), None, skip=covered)
 
     def keep(manifest, variant):
         producer = manifest["producer"]["env_id"]
-        if producer == env["id"]:
-            return True
         if producer in full:
             return references.get((producer, manifest["format"], manifest["model"])) \
                 is manifest
