@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 
 import numpy as np
 
@@ -36,6 +37,9 @@ class Context(object):
         # the TF1 API: in compat mode ``tf`` is it already (TF 2.0's tensorflow.compat.v1 has
         # no compat.v1 of its own; later releases alias it)
         self.v1 = getattr(runtime.tf.compat, "v1", None) or runtime.tf
+        # the TF2 API (``tf.compat.v2``): TF 2.0's tensorflow.compat.v1 has no compat.v2
+        # either, the top-level package always has it (TF 1.15 included)
+        self.v2 = getattr(runtime.tf.compat, "v2", None) or sys.modules["tensorflow"].compat.v2
         self.spec = spec
         self.manifest = manifest or {}
         self.atol = float(tolerance.get("atol", 1e-5))

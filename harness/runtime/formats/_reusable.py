@@ -160,7 +160,7 @@ def keras_layer_functional(ctx):
 
 def saved_model_load(ctx):
     """``obj = tf.saved_model.load(path); outputs = obj(inputs)`` (TF2's loader)."""
-    load = ctx.tf.compat.v2.saved_model.load
+    load = ctx.v2.saved_model.load
     with ctx.under_test():  # local_path: hub.resolve of a URL handle, the documents' way
         got = run_outputs(ctx, lambda: load(local_path(ctx))(_inputs(ctx)))
     return ctx.compare(got)

@@ -294,7 +294,7 @@ def keras_layer_tags_strings(ctx):
 
 def saved_model_load(ctx):
     """``tf.saved_model.load(path, tags=[])`` of a TF1 Hub module (migration guide)."""
-    load = ctx.tf.compat.v2.saved_model.load
+    load = ctx.v2.saved_model.load
     with ctx.under_test():
         got = run_outputs(ctx, lambda: load(local_path(ctx), tags=[]).signatures["default"](
             default=ctx.tf.constant(ctx.golden("x"))))
