@@ -62,7 +62,9 @@ def merge(dirs: list[str], out: str, matrix_path: str, run_id: str | None = None
                          REPRO))
     run.started = min((_started(m) for _, m in shards), default=time.time())
     ran = _copy_shards(run, shards)
-    gather_stores([d for d, _ in shards], run.paths.store)
+    gather_stores([d for d, m in shards  # the models are the create shards'
+                   if any(st.get("stage") == "create" for st in m.get("stages") or [])],
+                  run.paths.store)
     envs = _join_envs(shards)
     write_json(os.path.join(out, ENVS_FILE), envs, indent=2, sort_keys=True)
     data = run_file(run)

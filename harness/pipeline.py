@@ -164,6 +164,9 @@ def shard(options: Options) -> int:
         mark_interrupted(run, why)
         log(f"interrupted ({why}): {run.paths.root} keeps the records written so far")
         return status
+    finally:
+        if not create:  # the gathered models are the create shards' own: not kept twice
+            shutil.rmtree(run.paths.store, ignore_errors=True)
     counts = sum((r.counts for r in run.stages), Counter())
     log(f"{options.stage} shard {', '.join(r.key for r in runs)}: "
         + (", ".join(f"{n} {o}" for o, n in sorted(counts.items())) or "no cases")
