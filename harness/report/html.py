@@ -34,7 +34,13 @@ from typing import Any, Iterable
 from ..jsonio import dumps
 from ..runtime.cases import COLUMN_OF_MODE, COLUMN_TITLES, OPERATIONS
 from ..runtime.records import HARNESS_ERROR, INFRA_OUTCOMES, SKIPPED
-from .markdown import FORMAT_TITLES, format_rank, incomplete_banner, incomplete_text
+from .markdown import (
+    FORMAT_TITLES,
+    format_rank,
+    incomplete_banner,
+    incomplete_text,
+    shards_banner,
+)
 from .summary import LEVELS, OPERATION_TITLES, _cell, release_of
 
 PAGE_DIR = "page"  # the page's template, CSS and script, next to this module
@@ -359,6 +365,10 @@ def _banner(summary: dict[str, Any], records: list[dict[str, Any]]) -> str:
     unfinished = incomplete_banner(summary.get("run", {}) or {})
     out = ('<div class="banner incomplete" data-testid="banner-incomplete" role="alert">'
            f"<strong>Incomplete run.</strong> {esc(unfinished)}</div>") if unfinished else ""
+    shards = shards_banner(summary.get("run", {}) or {})
+    if shards:
+        out += ('<div class="banner error" data-testid="banner-shards" role="alert">'
+                f"<strong>Shards failed.</strong> {esc(shards)}</div>")
     if not records or not totals.get("cases"):
         return out + ('<div class="banner error" data-testid="banner-empty" role="alert">'
                       "<strong>This run executed no case.</strong> Nothing was measured: the "

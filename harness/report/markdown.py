@@ -65,12 +65,24 @@ def incomplete_banner(run: dict[str, Any]) -> str | None:
             + " Cells marked \"incomplete\" are not final: their verdicts may change.")
 
 
+def shards_banner(run: dict[str, Any]) -> str | None:
+    """A merged run's failed and missing shards (None: none, or not a merged run)."""
+    shards = run.get("shards") or {}
+    failed, missing = shards.get("failed") or [], shards.get("missing") or []
+    if not failed and not missing:
+        return None
+    return (f"Merged from {shards.get('merged', 0)} of {shards.get('planned', 0)} planned "
+            "shards." + (f" Failed (cut short): {', '.join(failed)}." if failed else "")
+            + (f" Missing (no output): {', '.join(missing)}." if missing else "")
+            + " Their unrecorded cases are crashed records (ShardIncomplete, ShardMissing).")
+
+
 def render(summary: dict[str, Any]) -> str:
     run, totals = summary["run"], summary["totals"]
     lines = [f"# TF Hub compatibility — run {run['run_id']}", ""]
-    banner = incomplete_banner(run)
-    if banner:
-        lines += [f"> **⚠ {_esc(banner)}**", ""]
+    for banner in (incomplete_banner(run), shards_banner(run)):
+        if banner:
+            lines += [f"> **⚠ {_esc(banner)}**", ""]
     outcomes = ", ".join(f"{v} {k}" for k, v in sorted(totals["outcomes"].items()))
     lines += [f"{totals['cases']} cases ({outcomes or 'none'}) in "
               f"{len(summary['envs'])} environments; commit {run.get('git_commit') or '?'}; "

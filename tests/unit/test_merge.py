@@ -101,6 +101,9 @@ def test_missing_and_unfinished_shards_become_crashed_records(matrix_path, tmp_p
         "planned": 4, "merged": 1, "failed": ["create-tf115-tf1"],
         "missing": ["create-tf115-tf1_eager", "consume-tf115-tf1", "consume-tf115-tf1_eager"]}
     assert summary["run"]["complete"] is True  # every planned case has a record now
+    assert "Failed (cut short): create-tf115-tf1. Missing (no output): create-tf115-tf1_eager" \
+        in (out / "compat.md").read_text()
+    assert 'data-testid="banner-shards"' in (out / "index.html").read_text()
     assert summary["run"]["run_id"] == "nightly-1"  # the shards' common run id
     assert summary["envs"]["tf115"]["versions"]["tensorflow"] == "1.15.5"
     assert os.listdir(out / "junit") == ["create.tf115.tf1.xml"]
