@@ -43,10 +43,36 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--model-inputs", metavar="INPUTS.npz",
                      help="inputs for --model by input name (default: made from its "
                           "signatures' shapes and dtypes)")
+    run.add_argument("--stage", choices=("create", "consume"),
+                     help="run one stage only, as one shard of a sharded run (CI): needs "
+                          "--out; consume needs --store (README \"Nightly CI\")")
+    run.add_argument("--out", metavar="DIR",
+                     help="with --stage: the shard's directory (records, store, envs.json, "
+                          "logs, junit/) instead of reports/<run-id>/")
+    run.add_argument("--store", action="extend", nargs="+", default=[], metavar="DIR",
+                     help="with --stage consume: the create shards' --out directories, whose "
+                          "models this shard consumes (every producer: give them all)")
+    mrg = sub.add_parser("merge", help="build one run (records and reports) from the "
+                                       "directories of sharded --stage jobs")
+    _matrix_arg(mrg)
+    mrg.add_argument("shards", nargs="+", metavar="DIR", help="shard --out directories")
+    mrg.add_argument("--out", required=True, metavar="RUN_DIR",
+                     help="the merged run's directory (must not hold records yet)")
+    mrg.add_argument("--run-id", help="the merged run's id (default: the shards' common "
+                                      "--run-id, else UTC time)")
+    mrg.add_argument("--baseline", metavar="PATH|last|URL",
+                     help="compare with this earlier run (default: the newest earlier run "
+                          "under the reports directory, if any)")
     val = sub.add_parser("validate", help="check matrix.yaml and exit")
     _matrix_arg(val)
-    plan = sub.add_parser("plan", help="print env x mode runs as JSON (a CI job matrix)")
+    plan = sub.add_parser("plan", help="print the env x mode jobs of each stage (--json: "
+                                       "the GitHub Actions matrices)")
     _matrix_arg(plan)
+    plan.add_argument("--json", action="store_true",
+                      help="one JSON object: create and consume {include: [...]} and counts")
+    plan.add_argument("--github-output", metavar="FILE",
+                      help="also append create=, consume= and matrix= lines to FILE "
+                           "($GITHUB_OUTPUT)")
     cov = sub.add_parser("coverage", help="write docs/coverage.md: the documents' claims -> "
                                           "case variants (docs/claims.yaml)")
     cov.add_argument("--check", action="store_true",
@@ -142,11 +168,26 @@ def _dispatch(args: argparse.Namespace) -> int:
               f"{len(matrix.expectations)} expectations)")
         return 0
     if args.command == "plan":
-        from .expand import expand
-        matrix = config.load(args.matrix)
-        print(json.dumps({"include": [{"env": r.env.id, "mode": r.mode, "python": r.env.python}
-                                      for r in expand(matrix)]}, allow_nan=False))
+        from .expand import ci_plan
+        plan = ci_plan(config.load(args.matrix), args.matrix)
+        if args.github_output:
+            with open(args.github_output, "a") as fh:
+                for key in ("create", "consume"):
+                    fh.write(f"{key}={json.dumps(plan[key], separators=(',', ':'))}\n")
+                fh.write(f"matrix={args.matrix}\n")
+        if args.json:
+            print(json.dumps(plan, indent=2, allow_nan=False))
+        else:
+            for key in ("create", "consume"):
+                for job in plan[key]["include"]:
+                    print(f"{job['name']:<48} python {job['python']:<5} artifact "
+                          f"{job['artifact']}")
+            print(f"{plan['jobs']['create']} create + {plan['jobs']['consume']} consume jobs")
         return 0
+    if args.command == "merge":
+        from .merge import merge
+        return merge(args.shards, args.out, args.matrix, args.run_id,
+                     args.baseline or "auto")
     if args.command == "report":
         return _report(args)
     if args.command == "bisect":
@@ -157,6 +198,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .coverage import main as coverage
         return coverage(args.check)
     from .pipeline import Options, execute
+    _check_stage_flags(args)
     if args.resume:
         given = [flag for flag, value in (("--env", args.env), ("--mode", args.mode),
                                           ("--case", args.case), ("--run-id", args.run_id),
@@ -169,7 +211,24 @@ def _dispatch(args: argparse.Namespace) -> int:
                            envs=tuple(e for v in args.env for e in _csv(v)),
                            modes=tuple(m for v in args.mode for m in _csv(v)),
                            case=args.case, run_id=args.run_id, models=tuple(args.model),
-                           model_format=args.model_format, model_inputs=args.model_inputs))
+                           model_format=args.model_format, model_inputs=args.model_inputs,
+                           stage=args.stage, out=args.out, stores=tuple(args.store)))
+
+
+def _check_stage_flags(args: argparse.Namespace) -> None:
+    """--stage, --out and --store go together (one line, exit 2 otherwise)."""
+    if args.stage and (args.case or args.resume):
+        raise UserError(f"--stage {args.stage} runs a shard of the whole selection; drop "
+                        + ("--case" if args.case else "--resume"))
+    if args.stage and not args.out:
+        raise UserError(f"--stage {args.stage} needs --out DIR: the shard's directory")
+    if args.out and not args.stage:
+        raise UserError("--out is for one shard: add --stage create or --stage consume")
+    if args.store and args.stage != "consume":
+        raise UserError("--store is for --stage consume: the create shards it reads")
+    if args.stage == "consume" and not args.store:
+        raise UserError("--stage consume needs --store DIR...: the create shards' --out "
+                        "directories (every producer's models)")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -201,7 +260,13 @@ def _report(args: argparse.Namespace) -> int:
     # an older run (or a --case repro) rebuilt leaves reports/latest to the newest run
     keep = keep_reason(args.run_dir, os.path.dirname(os.path.abspath(args.run_dir)),
                        run.get("started_at"), planned)
-    summary = write_reports(args.run_dir, records, matrix, run, old.get("envs", {}),
+    envs = old.get("envs", {})
+    try:  # the envs as provisioned (a merged or older run may only have its summary's)
+        with open(os.path.join(args.run_dir, "envs.json")) as fh:
+            envs = json.load(fh)
+    except (OSError, ValueError):
+        pass
+    summary = write_reports(args.run_dir, records, matrix, run, envs,
                             baseline=args.baseline, replace_latest=keep is None)
     print(render(summary))
     status = 0

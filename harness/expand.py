@@ -26,6 +26,20 @@ class EnvRun:
         return f"{stage}.{self.env.id}.{self.mode}"
 
 
+def ci_plan(matrix: Matrix, matrix_path: str) -> dict:
+    """``harness plan --json``: the jobs of a sharded run, each stage as a GitHub Actions
+    ``strategy.matrix`` (``include``): one job per env x mode, named as the workflow shows
+    it, with the artifact its ``--out`` directory is uploaded as."""
+    stages = {}
+    for stage in STAGES:
+        stages[stage] = {"include": [
+            {"env": r.env.id, "mode": r.mode, "python": r.env.python,
+             "name": f"{stage} {r.key}", "artifact": f"{stage}-{r.env.id}-{r.mode}"}
+            for r in expand(matrix)]}
+    return {"matrix": matrix_path, **stages,
+            "jobs": {stage: len(stages[stage]["include"]) for stage in STAGES}}
+
+
 def install_key(env: Env) -> str:
     """Identity of an install: envs that differ only in env_vars share one."""
     blob = json.dumps({"python": env.python, "packages": sorted(env.packages),

@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -34,6 +35,7 @@ from .errors import UserError
 from .expand import REPRO, EnvRun, expand, parse_case_id, reference_producers
 from .hubserver import HubServer
 from .interrupts import interrupted_by
+from .jsonio import write_json
 from .report import keep_reason, problems, write_reports
 from .report.completeness import (
     RUN_FILE,
@@ -63,6 +65,9 @@ class Options:
     model_format: str = "auto"
     model_inputs: str | None = None
     resume: str | None = None  # --resume RUN_ID (or its directory): continue a killed run
+    stage: str | None = None  # --stage create|consume: one shard of a sharded run
+    out: str | None = None  # --out DIR: where that shard writes (instead of reports/<run-id>)
+    stores: tuple[str, ...] = ()  # --store DIR...: the create shards a consume shard reads
 
     def saved(self) -> dict[str, Any]:
         """What run.json keeps of the options, to resume the run with them (from any
@@ -70,6 +75,9 @@ class Options:
         out = {k: list(v) if isinstance(v, tuple) else v
                for k, v in dataclasses.asdict(self).items() if k not in ("resume", "run_id")}
         out["models"] = [m if is_url(m) else os.path.abspath(m) for m in self.models]
+        out["stores"] = [os.path.abspath(d) for d in self.stores]
+        if self.out:
+            out["out"] = os.path.abspath(self.out)
         if self.model_inputs:
             out["model_inputs"] = os.path.abspath(self.model_inputs)
         return out
@@ -101,6 +109,8 @@ class Run:
 
 
 def execute(options: Options) -> int:
+    if options.stage:
+        return shard(options)
     if options.resume:
         run = resume(options)
     else:
@@ -109,7 +119,7 @@ def execute(options: Options) -> int:
     provision(run)
     try:
         stage(run, "create", run.selection.create, run.selection.create_ids)
-        choose_references(run)
+        choose_references(run, read_records(run.paths.records, "create"))
         with serve_store(run):
             stage(run, "consume", run.selection.consume, run.selection.consume_ids)
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP: exit 128 + the signal
@@ -120,6 +130,77 @@ def execute(options: Options) -> int:
         report(run, collect(run))
         return status
     return report(run, collect(run))
+
+
+def shard(options: Options) -> int:
+    """``--stage create|consume --out DIR``: one job of a sharded run (README "Nightly CI").
+
+    It provisions its envs and runs that one stage into DIR: records, plans, logs, JUnit
+    XML, ``envs.json`` and (create) the models in ``store/``.  A consume shard first
+    gathers the models of every ``--store`` directory (create shards' ``--out``) into its
+    own store and serves them.  No report: ``harness merge`` builds one from all shards.
+    Exit 0 when the stage ran (its outcomes are data; a shard that could not run leaves
+    its cases without records, and the merge turns them into ``crashed`` records).
+    """
+    matrix = load(options)
+    runs = expand(matrix, options.envs, options.modes)
+    create = options.stage == "create"
+    sources = [] if create else [shard_dir(d, "--store") for d in options.stores]
+    run = start(matrix, Selection(runs if create else [], [] if create else runs), options)
+    try:
+        if not create:
+            gather_stores(sources, run.paths.store)
+            choose_references(run, [r for d in sources
+                                    for r in read_records(os.path.join(d, "records"), "create")])
+        provision(run)
+        if create:
+            stage(run, "create", runs, None)
+        else:
+            with serve_store(run):
+                stage(run, "consume", runs, None)
+    except KeyboardInterrupt as exc:
+        why, status = interrupted_by(exc)
+        interrupt_all(why)
+        mark_interrupted(run, why)
+        log(f"interrupted ({why}): {run.paths.root} keeps the records written so far")
+        return status
+    counts = sum((r.counts for r in run.stages), Counter())
+    log(f"{options.stage} shard {', '.join(r.key for r in runs)}: "
+        + (", ".join(f"{n} {o}" for o, n in sorted(counts.items())) or "no cases")
+        + f"; wrote {run.paths.root}")
+    return 0
+
+
+def shard_dir(path: str, flag: str) -> str:
+    """A shard's ``--out`` directory (``run.json`` and ``records/``), or a one-line error."""
+    if not os.path.isfile(os.path.join(path, RUN_FILE)) or \
+            not os.path.isdir(os.path.join(path, "records")):
+        raise UserError(f"{flag} {path}: not a shard's directory (no run.json and records/); "
+                        "give the --out directory of a `harness run --stage` job")
+    return path
+
+
+def gather_stores(sources: list[str], store: str) -> None:
+    """Every create shard's models (``store/<env>/<mode>/``) into ``store``, hard-linked
+    where the file system allows; two shards holding the same env x mode is an error."""
+    seen: dict[str, str] = {}
+    for source in sources:
+        root = os.path.join(source, "store")
+        for key in sorted(glob.glob(os.path.join(root, "*", "*"))):
+            producer = os.path.relpath(key, root)
+            if producer in seen:
+                raise UserError(f"--store {source}: models of {producer} are also in "
+                                f"--store {seen[producer]}; give each create shard once")
+            seen[producer] = source
+            shutil.copytree(key, os.path.join(store, producer), copy_function=_link_or_copy)
+    log(f"store: models of {len(seen)} env x mode from {len(sources)} shard(s) in {store}")
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def load(options: Options) -> Matrix:
@@ -164,7 +245,10 @@ def select(matrix: Matrix, options: Options) -> Selection:
 
 def start(matrix: Matrix, selection: Selection, options: Options) -> Run:
     run_id = options.run_id or time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    root = os.path.join(matrix.settings.reports_dir, run_id)
+    root = options.out or os.path.join(matrix.settings.reports_dir, run_id)
+    if options.out and os.path.exists(os.path.join(root, "records")):
+        raise UserError(f"--out {root}: it already holds a run's records; give an empty or "
+                        "new directory")
     if os.path.exists(os.path.join(root, "records")):
         raise UserError(f"{root}: run {run_id} already exists; continue it with --resume "
                         f"{run_id}, pick another --run-id or delete that directory")
@@ -313,6 +397,7 @@ def provision(run: Run) -> None:
         except ProvisionError as exc:
             log(f"env {env.id}: NOT PROVISIONED: {exc}")
             run.provisioned[env.id] = exc
+    write_envs(run)
 
 
 def stage(run: Run, name: str, runs: list[EnvRun], select_ids: list[str] | None) -> None:
@@ -365,14 +450,14 @@ def serve_store(run: Run) -> Iterator[None]:
         shutil.rmtree(cache, ignore_errors=True)
 
 
-def choose_references(run: Run) -> None:
-    """A user's model is compared everywhere with the first env x mode (matrix order) that
-    imported it."""
+def choose_references(run: Run, create_records: list[dict]) -> None:
+    """A user's model is compared everywhere with the first env x mode (matrix order) whose
+    create stage (``create_records``) imported it."""
     users = _user_models(run)
     if not users:
         return
-    run.references.update(reference_producers(read_records(run.paths.records, "create"),
-                                              users, [r.key for r in run.selection.create]))
+    run.references.update(reference_producers(create_records, users,
+                                              [r.key for r in expand(run.matrix)]))
     for name in sorted(users):
         ref = run.references.get(name)
         log(f"model {name}: " + (f"reference outputs from {ref[0]}/{ref[1]}" if ref else
@@ -387,19 +472,27 @@ def collect(run: Run) -> list[dict]:
     return read_records(run.paths.records)
 
 
-def report(run: Run, records: list[dict]) -> int:
+def report(run: Run, records: list[dict], envs: dict[str, Any] | None = None,
+           baseline: str | None = "auto", extra: dict[str, Any] | None = None) -> int:
+    """Write the run's reports (``envs``: its env metadata, default: what it provisioned;
+    ``extra``: more of summary.json's ``run``); the run's exit status."""
     finished = time.time()
     meta = {"run_id": run.run_id, "started_at": _iso(run.started), "finished_at": _iso(finished),
             "duration_s": round(finished - run.started, 1), "git_commit": _git_commit(),
             "host": platform.node(), "host_python": platform.python_version(),
             "matrix": run.matrix.path, "argv": sys.argv[1:], "references": run.references,
-            "tolerance": {"atol": run.matrix.settings.atol, "rtol": run.matrix.settings.rtol}}
+            "tolerance": {"atol": run.matrix.settings.atol, "rtol": run.matrix.settings.rtol},
+            **(extra or {})}
     # a --case repro (or a run older than the newest complete one) leaves latest/ alone
     keep = keep_reason(run.paths.root, run.matrix.settings.reports_dir, _iso(run.started),
                        read_run_file(run.paths.root))
+    if os.path.realpath(os.path.dirname(os.path.abspath(run.paths.root))) != \
+            os.path.realpath(run.matrix.settings.reports_dir):
+        keep = keep or "written outside the reports directory (--out)"
     # history and the changes since the previous run: informational, never the exit status
-    summary = write_reports(run.paths.root, records, run.matrix, meta, env_metadata(run),
-                            baseline="auto", reports_dir=run.matrix.settings.reports_dir,
+    summary = write_reports(run.paths.root, records, run.matrix, meta,
+                            env_metadata(run) if envs is None else envs, baseline=baseline,
+                            reports_dir=run.matrix.settings.reports_dir,
                             replace_latest=keep is None)
     from .report.markdown import render
     print(render(summary))
@@ -429,6 +522,16 @@ def exit_status(run: Run, records: list[dict], summary: dict[str, Any]) -> int:
     for error in errors:
         log(f"error: {error}")
     return 1 if errors else 0
+
+
+ENVS_FILE = "envs.json"  # env metadata of a run or shard: what a report of its records shows
+
+
+def write_envs(run: Run) -> None:
+    """``envs.json``: the provisioned envs (versions, provisioning), so that ``harness report``
+    and ``harness merge`` show them from the files alone."""
+    write_json(os.path.join(run.paths.root, ENVS_FILE), env_metadata(run), indent=2,
+               sort_keys=True)
 
 
 def env_metadata(run: Run) -> dict[str, Any]:

@@ -135,8 +135,10 @@ def run_stage(matrix: Matrix, run: EnvRun, stage: str, prov: Provisioned | Provi
             else:
                 launch_path = plan_path
             named = len(watch.named)
+            junit = os.path.join(paths.sub("junit"),
+                                 prefix + (f".{launch}" if launch else "") + ".xml")
             returncode, timed_out = _pytest(matrix, run, prov, launch_path, paths, prefix,
-                                            log_path, tmp, deadline, watch)
+                                            log_path, tmp, deadline, watch, junit)
             if not timed_out:
                 watch.check()  # the process that just ended may have died under a case
             done = recorded_ids(paths.records, prefix)
@@ -294,9 +296,10 @@ def kill_tree(pid: int) -> None:
 
 
 def _pytest(matrix: Matrix, run: EnvRun, prov: Provisioned, plan_path: str, paths: RunPaths,
-            prefix: str, log_path: str, tmp: str, deadline: float, watch: CaseWatch
-            ) -> tuple[int | None, bool]:
-    """One pytest process of the stage: (its exit status, whether the stage timed out)."""
+            prefix: str, log_path: str, tmp: str, deadline: float, watch: CaseWatch,
+            junit: str) -> tuple[int | None, bool]:
+    """One pytest process of the stage: (its exit status, whether the stage timed out);
+    its cases as JUnit XML in ``junit`` (a case that did not pass is a failed test)."""
     work = paths.sub(os.path.join("work", prefix))
     with open(os.path.join(work, "test_tfhub_compat.py"), "w") as fh:
         fh.write(SUITE)
@@ -306,7 +309,9 @@ def _pytest(matrix: Matrix, run: EnvRun, prov: Provisioned, plan_path: str, path
     # -c/--rootdir: never pick up a project's pytest configuration above the work dir
     argv = prov.argv("-m", "pytest", "test_tfhub_compat.py", f"--tfhub-plan={plan_path}",
                      "-c", os.path.join(work, "pytest.ini"), f"--rootdir={work}", "-q",
-                     "--color=no", "-rfE", *(("-n", str(workers)) if workers else ()))
+                     "--color=no", "-rfE", f"--junitxml={junit}",
+                     "-o", f"junit_suite_name={prefix}",
+                     *(("-n", str(workers)) if workers else ()))
     env = {k: v for k, v in os.environ.items()
            if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "TF_USE_LEGACY_KERAS")}
     env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONDONTWRITEBYTECODE="1",

@@ -44,6 +44,7 @@ class Completeness:
     interrupted: bool = False
     interrupted_by: str | None = None  # "Ctrl-C", "SIGTERM", "SIGHUP" when known
     missing: dict[str, str] = field(default_factory=dict)  # case id -> its model's kind
+    stage_of: dict[str, str] = field(default_factory=dict)  # missing case id -> stage prefix
     unfinished: list[dict[str, Any]] = field(default_factory=list)  # one per stage
 
     @property
@@ -101,6 +102,7 @@ def check(run_dir: str, matrix: Matrix, records: list[dict[str, Any]] | None = N
             out.unfinished.append({"prefix": entry["prefix"], "state": state,
                                    "planned": len(expected), "missing": len(gone)})
             out.missing.update(gone)
+            out.stage_of.update(dict.fromkeys(gone, entry["prefix"]))
     return out
 
 
