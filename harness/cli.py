@@ -61,8 +61,13 @@ def parser() -> argparse.ArgumentParser:
     mrg.add_argument("--run-id", help="the merged run's id (default: the shards' common "
                                       "--run-id, else UTC time)")
     mrg.add_argument("--baseline", metavar="PATH|last|URL",
-                     help="compare with this earlier run (default: the newest earlier run "
-                          "under the reports directory, if any)")
+                     help="compare with this earlier run, or the newest run of a published "
+                          "site (default: the newest earlier run under the reports "
+                          "directory, if any)")
+    mrg.add_argument("--history", metavar="PATH|URL",
+                     help="earlier runs for the history: a published site (URL or "
+                          "directory) or a reports directory (default: the reports "
+                          "directory)")
     val = sub.add_parser("validate", help="check matrix.yaml and exit")
     _matrix_arg(val)
     plan = sub.add_parser("plan", help="print the env x mode jobs of each stage (--json: "
@@ -82,10 +87,17 @@ def parser() -> argparse.ArgumentParser:
                                         "a run's records, with the changes since a baseline")
     _matrix_arg(rep)
     rep.add_argument("run_dir", help="reports/<run-id>")
-    rep.add_argument("--baseline", metavar="PATH|last",
+    rep.add_argument("--baseline", metavar="PATH|last|URL",
                      help="compare with this earlier run (its directory or summary.json; "
-                          "case level when its results.jsonl is next to it), or 'last': the "
-                          "most recent earlier run under the same reports directory")
+                          "case level when its results.jsonl is next to it), 'last': the "
+                          "most recent earlier run under the same reports directory, or a "
+                          "published site (harness publish): its URL or directory, whose "
+                          "newest earlier run is the baseline (none yet: no changes), or "
+                          "the URL of one of its runs (.../runs/RUN_ID/)")
+    rep.add_argument("--history", metavar="PATH|URL",
+                     help="earlier runs for the history from a published site (its URL or "
+                          "directory: runs/index.json, the last 30 runs) or another reports "
+                          "directory (default: the run's reports directory)")
     rep.add_argument("--fail-on", choices=("regression", "never"), default="never",
                      help="exit 1 when a cell or a case regressed against --baseline "
                           "(default: never)")
@@ -130,6 +142,16 @@ def parser() -> argparse.ArgumentParser:
     srv.add_argument("--send-timeout", metavar="S",
                      help="a client that takes no bytes of its answer for S seconds is "
                           "dropped (default: 30)")
+    pub = sub.add_parser("publish", help="add a run's report to a site directory: "
+                                         "runs/RUN_ID/, runs/index.json, index.html")
+    pub.add_argument("run_dir", help="a run directory with its report (reports/<run-id>)")
+    pub.add_argument("--site", required=True, metavar="DIR",
+                     help="the site directory (created when missing)")
+    pub.add_argument("--from", dest="source", metavar="URL",
+                     help="first copy every run the live site at URL lists into DIR (a "
+                          "deploy replaces the whole site); none listed yet: a first run")
+    pub.add_argument("--keep-history", type=int, default=0, metavar="N",
+                     help="keep only the newest N runs (default: 0, every run)")
     return p
 
 
@@ -187,9 +209,17 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "merge":
         from .merge import merge
         return merge(args.shards, args.out, args.matrix, args.run_id,
-                     args.baseline or "auto")
+                     args.baseline or "auto", args.history)
     if args.command == "report":
         return _report(args)
+    if args.command == "publish":
+        from .report.site import publish
+        if args.keep_history < 0:
+            raise UserError(f"--keep-history {args.keep_history}: give a number of runs "
+                            "(0: keep every run)")
+        kept = publish(args.run_dir, args.site, args.source, args.keep_history)
+        print(f"{args.site}: {len(kept)} runs, newest {kept[0]['run_id']} (index.html)")
+        return 0
     if args.command == "bisect":
         from .bisect import bisect, describe
         print(describe(bisect(args.case_id, args.matrix, args.axis, args.side)))
@@ -267,11 +297,12 @@ def _report(args: argparse.Namespace) -> int:
     except (OSError, ValueError):
         pass
     summary = write_reports(args.run_dir, records, matrix, run, envs,
-                            baseline=args.baseline, replace_latest=keep is None)
+                            baseline=args.baseline, replace_latest=keep is None,
+                            history=args.history)
     print(render(summary))
     status = 0
     if args.fail_on == "regression":
-        cells, cases = regressions(summary["changes"])
+        cells, cases = regressions(summary.get("changes") or {})
         if cells or cases:
             print(f"regressions since run {summary['changes']['baseline']['run_id']}: "
                   f"{cells} cells, {cases} cases (--fail-on regression)", file=sys.stderr)

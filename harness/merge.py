@@ -44,7 +44,7 @@ COPIED = ("records", "plans", "logs", "junit")  # per stage files: names start w
 
 
 def merge(dirs: list[str], out: str, matrix_path: str, run_id: str | None = None,
-          baseline: str | None = "auto") -> int:
+          baseline: str | None = "auto", history: str | None = None) -> int:
     """Build RUN_DIR ``out`` from the shard directories ``dirs``; the exit status of a
     ``harness run`` of the same matrix (0, or 1 on the report's problems)."""
     matrix = config.load(matrix_path)
@@ -77,7 +77,7 @@ def merge(dirs: list[str], out: str, matrix_path: str, run_id: str | None = None
         + (f"; failed: {', '.join(shards_info['failed'])}" if shards_info["failed"] else "")
         + (f"; missing: {', '.join(shards_info['missing'])}" if shards_info["missing"] else ""))
     return report(run, read_records(run.paths.records), envs=envs, baseline=baseline,
-                  extra={"shards": shards_info})
+                  history=history, extra={"shards": shards_info})
 
 
 def _common_run_id(shards: list[tuple[str, dict[str, Any]]]) -> str | None:

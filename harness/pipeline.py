@@ -473,9 +473,11 @@ def collect(run: Run) -> list[dict]:
 
 
 def report(run: Run, records: list[dict], envs: dict[str, Any] | None = None,
-           baseline: str | None = "auto", extra: dict[str, Any] | None = None) -> int:
+           baseline: str | None = "auto", history: str | None = None,
+           extra: dict[str, Any] | None = None) -> int:
     """Write the run's reports (``envs``: its env metadata, default: what it provisioned;
-    ``extra``: more of summary.json's ``run``); the run's exit status."""
+    ``baseline``/``history``: as ``write_reports`` takes them; ``extra``: more of
+    summary.json's ``run``); the run's exit status."""
     finished = time.time()
     meta = {"run_id": run.run_id, "started_at": _iso(run.started), "finished_at": _iso(finished),
             "duration_s": round(finished - run.started, 1), "git_commit": _git_commit(),
@@ -493,7 +495,7 @@ def report(run: Run, records: list[dict], envs: dict[str, Any] | None = None,
     summary = write_reports(run.paths.root, records, run.matrix, meta,
                             env_metadata(run) if envs is None else envs, baseline=baseline,
                             reports_dir=run.matrix.settings.reports_dir,
-                            replace_latest=keep is None)
+                            replace_latest=keep is None, history=history)
     from .report.markdown import render
     print(render(summary))
     state = summary["run"]

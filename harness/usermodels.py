@@ -382,9 +382,57 @@ def _members(tar: tarfile.TarFile, where: str, limits: FetchLimits) -> set[str]:
     return names - {".", ""}
 
 
+def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(_HTTP(deadline), _HTTPS(deadline), _Redirects())
+
+
+class FetchError(Exception):
+    """A download failed: the reason, and the HTTP status when the server answered one."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def fetch_bytes(url: str, limits: FetchLimits | None = None) -> bytes:
+    """The body ``url`` (http or https) answers, under ``limits``' deadline and
+    ``max_download_mb``; a ``FetchError`` says why not (``status``: an HTTP error's)."""
+    limits = limits or FetchLimits()
+    deadline = _Deadline(limits.deadline_s)
+    chunks: list[bytes] = []
+    try:
+        with deadline, _opener(deadline).open(url, timeout=deadline.left()) as resp:
+            while True:
+                deadline.left()
+                chunk = resp.read1(CHUNK)
+                if deadline.passed():
+                    raise _Expired
+                if not chunk:
+                    return b"".join(chunks)
+                deadline.received += len(chunk)
+                if deadline.received > limits.max_download_mb * MiB:
+                    raise _Refused(f"it sent more than {limits.max_download_mb:g} MiB "
+                                   "(settings.fetch.max_download_mb)")
+                chunks.append(chunk)
+    except _Expired:
+        raise FetchError(f"no answer within {limits.deadline_s:g} s "
+                         "(settings.fetch.deadline_s)")
+    except _Refused as exc:
+        raise FetchError(str(exc))
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise FetchError(f"HTTP {exc.code} {exc.reason}", exc.code)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        if deadline.passed():
+            raise FetchError(f"no answer within {limits.deadline_s:g} s "
+                             "(settings.fetch.deadline_s)")
+        raise FetchError(f"cannot download it: {getattr(exc, 'reason', exc)}")
+    except ValueError as exc:  # a bad port or host name
+        raise FetchError(f"not a valid URL ({type(exc).__name__}: {exc})")
+
+
 def _fetch(url: str, where: str, limits: FetchLimits, deadline: _Deadline) -> set[str]:
-    opener = urllib.request.build_opener(_HTTP(deadline), _HTTPS(deadline), _Redirects())
-    with opener.open(url, timeout=deadline.left()) as resp:
+    with _opener(deadline).open(url, timeout=deadline.left()) as resp:
         length = resp.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > limits.max_download_mb * MiB:
             raise _Refused(f"the server announces {int(length) / MiB:.0f} MiB, more than "

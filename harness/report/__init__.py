@@ -27,32 +27,36 @@ __all__ = ["FILES", "LATEST", "keep_reason", "problems", "read_results", "refres
 
 def write_reports(run_dir: str, records: list[dict], matrix: Matrix, run: dict[str, Any],
                   envs: dict[str, Any], baseline: str | None = None,
-                  reports_dir: str | None = None, replace_latest: bool = True
-                  ) -> dict[str, Any]:
+                  reports_dir: str | None = None, replace_latest: bool = True,
+                  history: str | None = None) -> dict[str, Any]:
     """Write results.jsonl, summary.json, compat.md (and index.html) and, when the run is
     complete (``summary["run"]["complete"]``) and ``replace_latest`` (the caller's
     decision: ``keep_reason``), refresh latest/.
 
     ``baseline``: None (no changes), a run directory or summary.json, ``last`` (the most
     recent earlier run under ``reports_dir``; a UserError when there is none) or ``auto``
-    (that run when there is one).  ``reports_dir`` (default: the run directory's parent)
-    also gives the history: the earlier runs' summaries and this one.  ``records``,
-    ``run`` and ``envs`` are published as the matrix's ``settings.publish`` allows and
-    through the run's redactor (``redact.for_run``).
+    (that run when there is one), or a published site's (``site.baseline``: the URL of
+    the site, of one of its runs or of that run's summary.json, or a site directory; a site
+    without an earlier run gives no changes, and ``no_baseline`` says so).  ``reports_dir``
+    (default: the run directory's parent) also gives the history: the earlier runs'
+    summaries and this one; ``history`` (a site's URL or directory, or another reports
+    directory) gives it instead.  ``records``, ``run`` and ``envs`` are published as the
+    matrix's ``settings.publish`` allows and through the run's redactor
+    (``redact.for_run``).
     """
     from ..stages import read_facts
     from ..wheel import PROJECT_ROOT
     from . import docs_table
     from .completeness import check
-    from .diff import changes, load_baseline, resolve_baseline
+    from .diff import changes
     from .history import collect
     from .html import render_html
     from .redact import for_run, published_envs, published_run
     from .summary import summarize  # pandas is imported by the report code only
 
     reports_dir = reports_dir or os.path.dirname(os.path.abspath(run_dir))
-    base_path = resolve_baseline(baseline, run_dir, reports_dir, run.get("started_at"),
-                                 envs=sorted(envs))
+    base = _baseline(baseline, run_dir, reports_dir, run, sorted(envs), matrix)
+    history_dir, earlier = _history(history, reports_dir, run, sorted(envs), matrix)
     # a record's NaN (a field written by json's default allow_nan) becomes null here
     records = sorted((clean(r) for r in records),
                      key=lambda r: (r.get("stage") != "create", r["case_id"]))
@@ -72,12 +76,12 @@ def write_reports(run_dir: str, records: list[dict], matrix: Matrix, run: dict[s
         info["keras"] = ", ".join(flavours) or None
         info["facts"] = redactor.tree(facts.get(env_id, {}), env_id)
     summary = summarize(records, matrix, run, envs, state.missing)
-    if base_path:
-        base_summary, base_records = load_baseline(base_path)
+    if isinstance(base, str):
+        summary["no_baseline"] = redactor.text(base)
+    elif base:
         summary["changes"] = redactor.tree(changes(  # a baseline may be an older, raw one
-            summary, records, base_summary, base_records, base_path,
-            missing=set(state.missing)))
-    summary["history"] = collect(reports_dir, run_dir, summary)
+            summary, records, base[0], base[1], base[2], missing=set(state.missing)))
+    summary["history"] = collect(history_dir, run_dir, summary, earlier=earlier)
     summary["docs_table"] = docs_table.build(summary)
     write_json(os.path.join(run_dir, "summary.json"), summary, indent=2, sort_keys=True,
                default=str)
@@ -88,6 +92,38 @@ def write_reports(run_dir: str, records: list[dict], matrix: Matrix, run: dict[s
     if state.complete and replace_latest:  # an unfinished run never replaces it
         refresh_latest(run_dir)
     return summary
+
+
+def _baseline(spec: str | None, run_dir: str, reports_dir: str, run: dict[str, Any],
+              envs: list[str], matrix: Matrix
+              ) -> tuple[dict[str, Any], list[dict] | None, str] | str | None:
+    """``(summary, records or None, where)`` of the baseline ``spec`` names; a string:
+    why a published site has none (a first run); None: no baseline."""
+    from .diff import load_baseline, resolve_baseline
+    from .site import baseline, is_site
+    if is_site(spec):
+        found = baseline(str(spec), run, envs, matrix.settings.fetch)
+        return found.where if found.summary is None else (found.summary, found.records,
+                                                         found.where)
+    path = resolve_baseline(spec, run_dir, reports_dir, run.get("started_at"), envs=envs)
+    return (*load_baseline(path), path) if path else None
+
+
+def _history(spec: str | None, reports_dir: str, run: dict[str, Any], envs: list[str],
+             matrix: Matrix) -> tuple[str, list[dict[str, Any]] | None]:
+    """Where the history's earlier runs come from: ``(reports directory, None)``, or a
+    published site's earlier summaries (``history.collect``'s arguments)."""
+    from ..errors import UserError
+    from .site import earlier, is_site
+    if not spec:
+        return reports_dir, None
+    if is_site(spec):
+        return reports_dir, earlier(spec, run, envs, matrix.settings.fetch)
+    if os.path.isdir(spec):
+        return spec, None
+    raise UserError(f"--history {spec}: no such site or reports directory; pass a "
+                    "published site's URL or directory (with runs/index.json) or a reports "
+                    "directory")
 
 
 def problems(summary: dict[str, Any]) -> list[str]:

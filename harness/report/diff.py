@@ -1,9 +1,10 @@
 """Changes between a run and a baseline run: per documents' cell and per case.
 
 A baseline is a previous run directory (or its ``summary.json``); its
-``results.jsonl``, when next to the summary, gives the case-level diff, else the
-diff is cell-level only.  ``last`` is the most recent earlier run under the same
-reports directory.  Cells get worse along supported > partial > unsupported; a
+``results.jsonl`` (a published run's ``results.jsonl.gz``), when next to the summary,
+gives the case-level diff, else the diff is cell-level only.  ``last`` is the most
+recent earlier run under the same reports directory; a published site's runs are read by
+``site.baseline``.  Cells get worse along supported > partial > unsupported; a
 change to or from ``unknown`` (nothing attempted) is "changed", never a regression, and
 so is any change of a cell that is ``incomplete`` on either side (some of its planned
 cases have no record): "incomplete".  A case of an unfinished run without a record is
@@ -11,9 +12,10 @@ cases have no record): "incomplete".  A case of an unfinished run without a reco
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
-from typing import Any
+from typing import Any, Iterable
 
 from ..errors import UserError
 from .history import cell_key, earlier_runs, read_summary
@@ -27,7 +29,7 @@ BAD = ("failed", "error")
 CHANGE_ORDER = {"regression": 0, "fix": 1, "changed": 2, "incomplete": 3}
 CASE_GROUPS = ("regressions", "fixes", "changed", "new", "vanished", "missing")
 BASELINE_HELP = ("pass a previous reports/<run-id> directory (or its summary.json), "
-                 "or 'last' for the most recent earlier run")
+                 "'last' for the most recent earlier run, or a published site's URL")
 
 
 def resolve_baseline(spec: str | None, run_dir: str, reports_dir: str | None = None,
@@ -71,22 +73,31 @@ def resolve_baseline(spec: str | None, run_dir: str, reports_dir: str | None = N
 
 
 def load_baseline(path: str) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
-    """A baseline's summary and, when a results.jsonl lies next to it, its records."""
+    """A baseline's summary and, when a results.jsonl (or a published run's
+    results.jsonl.gz) lies next to it, its records."""
     summary = read_summary(path)
     if summary is None:
         raise UserError(f"--baseline {path}: not a report summary.json; " + BASELINE_HELP)
     results = os.path.join(os.path.dirname(path), "results.jsonl")
-    if not os.path.isfile(results):
-        return summary, None
+    if os.path.isfile(results):
+        with open(results) as fh:
+            return summary, parse_records(fh)
+    if os.path.isfile(results + ".gz"):
+        with gzip.open(results + ".gz", "rt") as fh:
+            return summary, parse_records(fh)
+    return summary, None
+
+
+def parse_records(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """The records of a baseline's results.jsonl lines (a line that is no JSON is left out)."""
     records = []
-    with open(results) as fh:
-        for line in fh:
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except ValueError:
-                    continue
-    return summary, records
+    for line in lines:
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records
 
 
 def change_of(before: str, after: str) -> str | None:

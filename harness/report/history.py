@@ -90,11 +90,18 @@ def history(summaries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def collect(reports_dir: str, run_dir: str, summary: dict[str, Any],
-            limit: int = HISTORY_RUNS) -> dict[str, Any]:
-    """The history of the last ``limit`` earlier runs under ``reports_dir`` plus this one:
-    the runs of the same environments (a run of one env says nothing of the others)."""
+            limit: int = HISTORY_RUNS, earlier: list[dict[str, Any]] | None = None
+            ) -> dict[str, Any]:
+    """The history of the last ``limit`` earlier runs under ``reports_dir`` (or of the
+    summaries ``earlier``, oldest first: a published site's) plus this one: the runs of
+    the same environments that started before it (a run of one env says nothing of the
+    others)."""
     before = _started(summary) or None
     envs = sorted(summary.get("envs") or {})
-    earlier = [s for _, s in earlier_runs(reports_dir, run_dir, before)
-               if sorted(s.get("envs") or {}) == envs]
-    return history(earlier[-limit:] + [summary] if limit > 0 else [summary])
+    run_id = (summary.get("run") or {}).get("run_id")
+    if earlier is None:
+        earlier = [s for _, s in earlier_runs(reports_dir, run_dir, before)]
+    same = [s for s in earlier if sorted(s.get("envs") or {}) == envs
+            and (s.get("run") or {}).get("run_id") != run_id
+            and not (before and _started(s) >= before)]
+    return history(same[-limit:] + [summary] if limit > 0 else [summary])

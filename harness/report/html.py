@@ -674,7 +674,9 @@ def _change_case(c: dict[str, Any]) -> str:
 def _changes(summary: dict[str, Any]) -> str:
     changes = summary.get("changes")
     if not changes:
-        return ""
+        return (f'<section id="changes" data-testid="changes"><h2>Changes</h2><p>Nothing to '
+                f'compare with: {esc(summary["no_baseline"])}.</p></section>'
+                if summary.get("no_baseline") else "")
     base = changes.get("baseline", {}) or {}
     counts = changes.get("counts", {}) or {}
     count_text = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items())

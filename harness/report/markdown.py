@@ -77,6 +77,9 @@ def render(summary: dict[str, Any]) -> str:
               f"{run.get('duration_s', 0):.0f} s.", ""]
     if summary.get("changes"):
         lines += changes_markdown(summary["changes"])
+    elif summary.get("no_baseline"):
+        lines += ["## Changes", "", f"Nothing to compare with: {_esc(summary['no_baseline'])}.",
+                  ""]
     lines += _documents_table(summary["cells"])
     lines += _differences(summary["cells"])
     lines += grid_markdown(summary.get("grid") or [])

@@ -299,3 +299,15 @@ def published_envs(envs: dict[str, Any], publish: Any, envs_dir: str) -> dict[st
                                 else os.path.basename(where))
         out[env_id] = info
     return out
+
+
+def host_paths(text: str, roots: Iterable[str]) -> list[str]:
+    """The ``roots`` (absolute directories, in any spelling) that ``text`` names: what a
+    published file must not hold."""
+    found = []
+    for root in roots:
+        for variant in _variants(root):
+            if variant in text and re.search(_START + re.escape(variant) + _END, text):
+                found.append(variant)
+                break
+    return found
