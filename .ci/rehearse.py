@@ -371,14 +371,20 @@ def upload(workspace: str, artifacts: str, name: str, paths: str, missing: str) 
         raise RehearsalError(f"upload-artifact: an artifact named {name!r} exists already "
                              "(GitHub refuses it too); give each upload its own name")
     matched: list[str] = []
+    excluded: list[str] = []
     for pattern in [p.strip() for p in paths.splitlines() if p.strip()]:
-        matched += sorted(glob.glob(os.path.join(workspace, pattern), recursive=True))
+        into = excluded if pattern.startswith("!") else matched
+        into += sorted(glob.glob(os.path.join(workspace, pattern.lstrip("!")),
+                                 recursive=True))
+    excluded = [os.path.normpath(e) for e in excluded]
     files: list[str] = []
     for m in matched:
         if os.path.isdir(m):
             files += [os.path.join(d, f) for d, _, names in os.walk(m) for f in names]
         else:
             files.append(m)
+    files = [f for f in files if not any(f == e or f.startswith(e + os.sep)
+                                         for e in excluded)]
     if not files:
         if missing == "error":
             raise RehearsalError(f"upload-artifact {name}: no files match {paths!r}")

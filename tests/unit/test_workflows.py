@@ -138,18 +138,19 @@ def test_artifact_names(nightly, plan):
         assert all(a.startswith(f"{stage}-") for a in planned[stage])
         shard, junit = uses_steps(jobs[stage], "actions/upload-artifact")
         assert shard["with"]["name"] == "${{ matrix.artifact }}"
-        assert shard["with"]["path"] == "shard/"
+        assert shard["with"]["path"].split() == (
+            ["shard/"] if stage == "create" else ["shard/", "!shard/store/"])
         assert shard["with"]["include-hidden-files"] is True
         assert junit["with"] == {"name": "junit-${{ matrix.artifact }}",
                                  "path": "shard/junit/*.xml", "retention-days": 30}
         assert shard["if"] == junit["if"] == "always()"
         out_dir = run_step(jobs[stage], rf"--stage {stage}\b")["run"]
-        assert "--out shard" in out_dir and "--run-id \"$RUN_ID\"" in out_dir
+        assert '--out "$PWD/shard"' in out_dir and "--run-id \"$RUN_ID\"" in out_dir
     (download,) = uses_steps(jobs["consume"], "actions/download-artifact")
     assert download["with"]["merge-multiple"] is False
     assert [a for a in planned["create"] + planned["consume"]
             if fnmatch.fnmatchcase(a, download["with"]["pattern"])] == planned["create"]
-    assert "--store stores/*" in run_step(jobs["consume"], r"--stage consume")["run"]
+    assert '--store "$PWD"/stores/*' in run_step(jobs["consume"], r"--stage consume")["run"]
     assert download["with"]["path"] == "stores"
     patterns = [d["with"]["pattern"] for d in uses_steps(jobs["merge"],
                                                          "actions/download-artifact")]
@@ -174,9 +175,14 @@ def test_merge_job_commands(nightly):
     (pages,) = uses_steps(merge, "actions/upload-pages-artifact")
     assert pages["with"]["path"] == "site/"
     verdict = steps_of(merge)[-1]
-    assert verdict["run"] == 'exit "${REPORT_STATUS:-2}"'
     assert verdict["if"] == "always()"
-    assert verdict["env"]["REPORT_STATUS"] == "${{ steps.report.outputs.status }}"
+    assert verdict["env"] == {"MERGE_STATUS": "${{ steps.merge.outputs.status }}",
+                              "REPORT_STATUS": "${{ steps.report.outputs.status }}"}
+    for merged, reported, code in (("0", "0", 0), ("0", "1", 1), ("1", "1", 1),
+                                   ("0", "2", 2), ("2", "0", 2), ("", "", 2), ("0", "", 2)):
+        proc = subprocess.run(["bash", "-eo", "pipefail", "-c", verdict["run"]],
+                              env={"MERGE_STATUS": merged, "REPORT_STATUS": reported})
+        assert proc.returncode == code, (merged, reported)
     assert merge["outputs"]["pages"] == "${{ steps.publish.outputs.pages }}"
     (deploy,) = uses_steps(nightly["jobs"]["deploy"], "actions/deploy-pages")
     assert nightly["jobs"]["deploy"]["environment"]["name"] == "github-pages"
