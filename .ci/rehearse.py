@@ -13,8 +13,9 @@ What is emulated, not run:
   and ``runs-on:`` (the contexts github, env, vars, inputs, matrix, needs, steps, runner,
   job, strategy; operators ! == != < <= > >= && || and the functions the workflow uses);
   a ``${{`` inside a ``run:`` script is refused, as the workflow's rules say;
-- ``actions/checkout``: a copy of this working tree (tracked and untracked, not ignored)
-  with ``.envs`` linked to this checkout's (the TF installs are reused, as uv's cache keeps
+- ``actions/checkout``: a clone of this checkout's HEAD with the working tree over it
+  (tracked and untracked files, not ignored ones) and ``.envs`` linked to this
+  checkout's (the TF installs are reused, as uv's cache keeps
   the wheels on GitHub); ``actions/setup-python``: skipped (pyenv's interpreters; its
   ``python-path`` output is the one pyenv has); ``astral-sh/setup-uv``, ``actions/cache``:
   skipped (this machine's uv and uv cache);
@@ -346,6 +347,12 @@ def _tree_files() -> list[str]:
 
 
 def checkout(workspace: str) -> None:
+    """A clone of this checkout's HEAD (a run records its commit) with the working tree's
+    changes and untracked files copied over it."""
+    subprocess.run(["git", "clone", "-q", "--shared", "--no-checkout", ROOT, workspace],
+                   check=True)
+    subprocess.run(["git", "-C", workspace, "checkout", "-q", "--detach", "HEAD"],
+                   check=True)
     for rel in _tree_files():
         dest = os.path.join(workspace, rel)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
@@ -514,7 +521,7 @@ class Night:
                      index: int) -> tuple[str, dict]:
         jdir = os.path.join(self.dir, "jobs", f"{job_id}-{index}")
         workspace, temp = os.path.join(jdir, "workspace"), os.path.join(jdir, "temp")
-        os.makedirs(workspace)
+        os.makedirs(workspace)  # git clone takes an empty directory
         os.makedirs(temp)
         files = {k: os.path.join(jdir, k.lower()) for k in ("GITHUB_PATH", "GITHUB_ENV",
                                                              "GITHUB_STEP_SUMMARY")}
@@ -591,7 +598,8 @@ class Night:
                                  "value through env: (the workflow's rule)")
         output = os.path.join(jdir, f"output.{n}")
         open(output, "w").close()
-        env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+        # a runner's environment: no virtualenv or PYTHONPATH of whoever started this
+        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
         env.update(step_env)
         env.update(extra_env)
         env["GITHUB_OUTPUT"] = output
