@@ -188,6 +188,49 @@ def test_merge_job_commands(nightly):
     assert nightly["jobs"]["deploy"]["environment"]["name"] == "github-pages"
 
 
+@pytest.mark.parametrize("merged, reported, err, headline", [
+    ("0", "0", "", ["No regression against the published run and no infrastructure failure"]),
+    ("0", "1", "regressions since run r1: 2 cells, 5 cases (--fail-on regression)\n",
+     ["**Regression** against the published run"]),
+    ("1", "1", "error: run r2: infrastructure failures (not compatibility results): 3 crashed\n",
+     ["**Infrastructure failures**"]),
+    ("1", "1", "regressions since run r1: 1 cells, 1 cases (--fail-on regression)\n"
+               "error: run r2: infrastructure failures (not compatibility results): 1 timeout\n",
+     ["**Regression**", "**Infrastructure failures**"]),
+    ("0", "1", "error: run r2: the run is incomplete: 4 planned cases have no record\n",
+     ["**Incomplete run**"]),
+    ("2", "2", "error: merge shards/x: not a shard's directory\n",
+     ["**Bad input or infrastructure trouble** (harness merge: exit 2, harness report: exit 2)"]),
+    ("", "", "", ["**Bad input or infrastructure trouble** (harness merge: exit not run"]),
+])
+def test_job_summary_tells_a_regression_from_infrastructure(nightly, tmp_path, merged,
+                                                            reported, err, headline):
+    step = run_step(nightly["jobs"]["merge"], r"GITHUB_STEP_SUMMARY")
+    (tmp_path / "report.err").write_text(err)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "compat.md").write_text("# TF Hub compatibility\n")
+    summary = tmp_path / "summary.md"
+    env = {"PATH": os.environ["PATH"], "GITHUB_STEP_SUMMARY": str(summary), "RUN_ID": "r2",
+           "MERGE_STATUS": merged, "REPORT_STATUS": reported, "CREATE_RESULT": "success",
+           "CONSUME_RESULT": "failure"}
+    proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c",
+                           step["run"]], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    text = summary.read_text()
+    lines = text.splitlines()
+    assert lines[0] == "## Nightly run r2"
+    markers = ("No regression", "**Regression**", "**Infrastructure failures**",
+               "**Incomplete run**", "**Bad input")
+    assert [m for m in markers if m in text] == \
+        [m for m in markers if any(h.startswith(m) for h in headline)]
+    for h in headline:
+        assert h in text
+    assert "create jobs: success, consume jobs: failure" in text
+    assert text.rstrip().endswith("# TF Hub compatibility")
+    if err:
+        assert err.splitlines()[0] in text
+
+
 def test_harness_is_called_directly(nightly):
     """nox turns every failure into 1: the exit codes 1 (regression) and 2 (bad input)
     survive only when harness itself is the command."""
