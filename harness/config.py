@@ -19,7 +19,7 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
 from .errors import ConfigError
-from .interpreters import find_interpreter, not_installed
+from .interpreters import PYTHON_DOWNLOADS, PYTHON_DOWNLOADS_ENV, find_interpreter, not_installed
 from .registry import formats as known_formats
 from .runtime.cases import COLUMN_OF_MODE, MODES, OPERATIONS
 from .usermodels import FETCH_KEYS, NAME, FetchLimits, user_model
@@ -105,6 +105,9 @@ class Settings:
     case_timeout_s: int = 300
     publish: Publish = field(default_factory=Publish)
     fetch: FetchLimits = field(default_factory=FetchLimits)
+    # may uv download a Python an env names that the machine lacks? ``never`` | ``allow``
+    # (``settings.python_downloads``; the env var TFHUB_COMPAT_PYTHON_DOWNLOADS overrides it)
+    python_downloads: str = "never"
 
 
 @dataclass(frozen=True)
@@ -274,7 +277,7 @@ def _unique(c: _Checker, envs: tuple[Env, ...]) -> tuple[Env, ...]:
 def _settings(c: _Checker, raw: Any, base: str) -> Settings:
     s = c.mapping(raw, "settings", (), ("envs_dir", "reports_dir", "workers", "parallel",
                                          "stage_timeout_s", "case_timeout_s", "tolerance",
-                                         "publish", "fetch"))
+                                         "publish", "fetch", "python_downloads"))
     workers = c.typed(s.get("workers", 1), "settings.workers", int)
     if workers < 0:
         raise c.fail("settings.workers", "must be >= 0 (0 runs cases in the pytest process)")
@@ -310,7 +313,22 @@ def _settings(c: _Checker, raw: Any, base: str) -> Settings:
     fetch = _fetch_limits(c, c.mapping(s.get("fetch", {}), "settings.fetch", (), FETCH_KEYS),
                           "settings.fetch", FetchLimits())
     return Settings(path_of("envs_dir", ".envs"), path_of("reports_dir", "reports"),
-                    workers, parallel, timeout, atol, rtol, case_timeout, publish, fetch)
+                    workers, parallel, timeout, atol, rtol, case_timeout, publish, fetch,
+                    _python_downloads(c, s))
+
+
+def _python_downloads(c: _Checker, s: dict) -> str:
+    """``settings.python_downloads`` (default ``never``), or the env var that overrides it
+    (CI sets ``allow``; an empty value is unset)."""
+    override = os.environ.get(PYTHON_DOWNLOADS_ENV, "")
+    if override:
+        if override not in PYTHON_DOWNLOADS:
+            raise c.fail("settings.python_downloads", f"{PYTHON_DOWNLOADS_ENV}={override!r} "
+                         f"overrides it with an unknown value; set it to "
+                         f"{' or '.join(PYTHON_DOWNLOADS)} (or unset it)")
+        return override
+    return c.choice(s.get("python_downloads", "never"), "settings.python_downloads",
+                    PYTHON_DOWNLOADS, "value")
 
 
 def _fetch_limits(c: _Checker, raw: dict, where: str, base: FetchLimits) -> FetchLimits:
@@ -362,8 +380,12 @@ def _dir_problem(path: str) -> str | None:
 
 def unprovisionable(matrix: Matrix, shown: str | None = None) -> list[str]:
     """One line per env whose interpreter is not installed here: its runs become env_error
-    records (the others run); ``harness validate`` warns with these."""
+    records (the others run); ``harness validate`` warns with these. With
+    ``settings.python_downloads: allow`` uv installs a missing one when the env is
+    provisioned (and an env whose Python uv has no build of becomes env_error then)."""
     shown = shown or matrix.path
+    if matrix.settings.python_downloads == "allow":
+        return []
     return [f"{shown}: envs[{i}] ({env.id}): {not_installed(env.python)}; its runs will be "
             "env_error records" for i, env in enumerate(matrix.envs)
             if find_interpreter(env.python) is None]

@@ -19,7 +19,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..config import Env
 from ..expand import install_key
-from ..interpreters import find_interpreter, not_installed
+from ..interpreters import InterpreterError, not_installed, resolve_interpreter
 from ..jsonio import write_json
 from . import Provisioned, ProvisionError
 
@@ -92,8 +92,10 @@ def verify(packages: list[str], versions: dict[str, str]) -> None:
 class VenvBackend:
     name = "venv"
 
-    def __init__(self, envs_dir: str, wheel: str, wheel_id: str, log=print) -> None:
+    def __init__(self, envs_dir: str, wheel: str, wheel_id: str, log=print,
+                 python_downloads: str = "never") -> None:
         self.envs_dir = envs_dir
+        self.python_downloads = python_downloads  # settings.python_downloads
         self.wheel = wheel
         self.wheel_id = wheel_id
         self.log = log
@@ -103,7 +105,10 @@ class VenvBackend:
 
     def provision(self, env: Env) -> Provisioned:
         started = time.monotonic()
-        interpreter = find_interpreter(env.python)
+        try:
+            interpreter = resolve_interpreter(env.python, self.python_downloads)
+        except InterpreterError as exc:
+            raise ProvisionError(str(exc))
         if interpreter is None:
             raise ProvisionError(not_installed(env.python))
         where = self.location(env)

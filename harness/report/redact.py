@@ -307,7 +307,16 @@ def host_paths(text: str, roots: Iterable[str]) -> list[str]:
     found = []
     for root in roots:
         for variant in _variants(root):
-            if variant in text and re.search(_START + re.escape(variant) + _END, text):
+            if variant in text and any(
+                    not _AFTER_PLACEHOLDER.search(text, max(0, m.start() - 64), m.start())
+                    for m in re.finditer(_START + re.escape(variant) + _END, text)):
                 found.append(variant)
                 break
     return found
+
+
+# a path right after a placeholder is inside it (``<run>/tmp/...``: the run's tmp/, not
+# the host's /tmp), also as HTML (``&lt;run&gt;``) or in a page's JSON (``\u003crun\u003e``)
+_AFTER_PLACEHOLDER = re.compile(
+    r"(?:<|&lt;|\\u003c)(?:run|envs|env:[\w.-]+|env|python|project|reports|tmp|host-env|"
+    r"matrix-dir|pyenv|hub)(?:>|&gt;|\\u003e)\Z")
