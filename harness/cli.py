@@ -242,7 +242,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                            modes=tuple(m for v in args.mode for m in _csv(v)),
                            case=args.case, run_id=args.run_id, models=tuple(args.model),
                            model_format=args.model_format, model_inputs=args.model_inputs,
-                           stage=args.stage, out=args.out, stores=tuple(args.store)))
+                           stage=args.stage, out=args.out and os.path.abspath(args.out),
+                           stores=tuple(os.path.abspath(d) for d in args.store)))
 
 
 def _check_stage_flags(args: argparse.Namespace) -> None:

@@ -389,7 +389,8 @@ def provision(run: Run) -> None:
     needed = {r.env.id: r.env for r in run.selection.create + run.selection.consume}
     for env in needed.values():
         backend = get_backend(env.backend, envs_dir=run.matrix.settings.envs_dir,
-                              wheel=wheel, wheel_id=wheel_id, log=log)
+                              wheel=wheel, wheel_id=wheel_id, log=log,
+                              python_downloads=run.matrix.settings.python_downloads)
         try:
             prov = backend.provision(env)
             state = "new" if prov.created else "reused"
@@ -535,6 +536,7 @@ ENVS_FILE = "envs.json"  # env metadata of a run or shard: what a report of its 
 def write_envs(run: Run) -> None:
     """``envs.json``: the provisioned envs (versions, provisioning), so that ``harness report``
     and ``harness merge`` show them from the files alone."""
+    os.makedirs(run.paths.root, exist_ok=True)
     write_json(os.path.join(run.paths.root, ENVS_FILE), env_metadata(run), indent=2,
                sort_keys=True)
 

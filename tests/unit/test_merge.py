@@ -158,7 +158,7 @@ def test_plan_json_is_two_job_matrices(matrix_path, tmp_path, capsys):
     (["--stage", "create", "--out", "x", "--store", "y"], "--store is for --stage consume"),
     (["--stage", "create", "--out", "x", "--case", "a/b"], "drop --case"),
     (["--stage", "consume", "--out", "x", "--store", "nowhere"],
-     "--store nowhere: not a shard's directory"),
+     "/nowhere: not a shard's directory"),
 ])
 def test_stage_flags_are_one_line_errors(matrix_path, tmp_path, argv, message):
     proc = subprocess.run([sys.executable, "-m", "harness", "run", "--matrix", matrix_path,
