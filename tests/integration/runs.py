@@ -13,13 +13,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def tf115_matrix(tmp_path):
+    return narrowed_matrix(tmp_path, ("tf115",))
+
+
+def narrowed_matrix(tmp_path, env_ids):
+    """matrix.yaml with only ``env_ids``: installs in the repo's .envs, reports in tmp_path."""
     with open(os.path.join(ROOT, "matrix.yaml")) as fh:
         raw = yaml.safe_load(fh)
     raw["settings"].update(envs_dir=os.path.join(ROOT, ".envs"),
                            reports_dir=str(tmp_path / "reports"))
     for model in raw["models"]:
         model["definition"] = os.path.join(ROOT, model["definition"])
-    raw["envs"] = [e for e in raw["envs"] if e["id"] == "tf115"]
+    raw["envs"] = [e for e in raw["envs"] if e["id"] in env_ids]
     (tmp_path / "matrix.yaml").write_text(yaml.safe_dump(raw))
     return tmp_path / "matrix.yaml"
 

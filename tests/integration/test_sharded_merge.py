@@ -10,24 +10,9 @@ import subprocess
 import sys
 import time
 
-import yaml
-
-from .runs import ROOT
+from .runs import ROOT, narrowed_matrix
 
 ENVS = ("tf115", "tf215-hub015")
-
-
-def _matrix(tmp_path):
-    with open(os.path.join(ROOT, "matrix.yaml")) as fh:
-        raw = yaml.safe_load(fh)
-    raw["settings"].update(envs_dir=os.path.join(ROOT, ".envs"),
-                           reports_dir=str(tmp_path / "reports"))
-    for model in raw["models"]:
-        model["definition"] = os.path.join(ROOT, model["definition"])
-    raw["envs"] = [e for e in raw["envs"] if e["id"] in ENVS]
-    path = tmp_path / "matrix.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return str(path)
 
 
 def _harness(*argv, cwd):
@@ -50,7 +35,7 @@ def _cells(run_dir):
 
 
 def test_sharded_run_merges_into_the_single_process_run(tmp_path):
-    matrix = _matrix(tmp_path)
+    matrix = str(narrowed_matrix(tmp_path, ENVS))
     started = time.monotonic()
     single = _harness("run", "--matrix", matrix, "--run-id", "single", cwd=ROOT)
     single_s = time.monotonic() - started
