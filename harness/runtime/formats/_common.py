@@ -37,9 +37,6 @@ class Context(object):
         # the TF1 API: in compat mode ``tf`` is it already (TF 2.0's tensorflow.compat.v1 has
         # no compat.v1 of its own; later releases alias it)
         self.v1 = getattr(runtime.tf.compat, "v1", None) or runtime.tf
-        # the TF2 API (``tf.compat.v2``): TF 2.0's tensorflow.compat.v1 has no compat.v2
-        # either, the top-level package always has it (TF 1.15 included)
-        self.v2 = getattr(runtime.tf.compat, "v2", None) or sys.modules["tensorflow"].compat.v2
         self.spec = spec
         self.manifest = manifest or {}
         self.atol = float(tolerance.get("atol", 1e-5))
@@ -48,6 +45,12 @@ class Context(object):
         self.details = {}
         self._golden = None
         self._raised_under_test = []
+
+    @property
+    def v2(self):
+        """The TF2 API (``tf.compat.v2``): TF 2.0's tensorflow.compat.v1 has no compat.v2,
+        the top-level package always has it (TF 1.15 included)."""
+        return getattr(self.tf.compat, "v2", None) or sys.modules["tensorflow"].compat.v2
 
     @contextlib.contextmanager
     def under_test(self):
