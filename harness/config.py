@@ -24,7 +24,7 @@ from .registry import formats as known_formats
 from .runtime.cases import COLUMN_OF_MODE, MODES, OPERATIONS
 from .usermodels import FETCH_KEYS, NAME, FetchLimits, user_model
 
-BACKENDS = ("venv",)
+BACKENDS = ("venv", "docker")
 DEVICES = ("cpu", "gpu")
 LEVELS = ("supported", "not_supported")
 # model definitions by kind: {key: type}, required keys
@@ -53,6 +53,13 @@ class Env:
     # flavour (hub / Keras / pins variant) this env stands for; "" when not on the axis
     release: str = ""
     flavour: str = ""
+    # ``backend: docker``: the base image the derived image is built from
+    image: str = ""
+
+    @property
+    def gpu(self) -> bool:
+        """``gpu: true`` (or ``device: gpu``): the env must see a GPU (docker: requests them)."""
+        return self.device == "gpu"
 
 
 @dataclass(frozen=True)
@@ -400,7 +407,8 @@ def _envs(c: _Checker, raw: Any, allow_empty: bool = False) -> tuple[Env, ...]:
     for i, item in enumerate(raw):
         where = f"envs[{i}]"
         e = c.mapping(item, where, ("id", "python", "packages", "modes"),
-                      ("env_vars", "backend", "device", "description", "release", "flavour"))
+                      ("env_vars", "backend", "device", "gpu", "image", "description", "release",
+                       "flavour"))
         env_id = c.typed(e["id"], f"{where}.id", str)
         problem = env_id_problem(env_id)
         if problem:
@@ -414,10 +422,20 @@ def _envs(c: _Checker, raw: Any, allow_empty: bool = False) -> tuple[Env, ...]:
         modes = mode_list(c, e["modes"], f"{where}.modes")
         env_vars = env_var_map(c, e.get("env_vars", {}), f"{where}.env_vars")
         release = c.typed(e.get("release", ""), f"{where}.release", str)
+        backend = c.choice(e.get("backend", "venv"), f"{where}.backend", BACKENDS, "backend")
+        image = c.typed(e.get("image", ""), f"{where}.image", str)
+        if backend == "docker" and not image:
+            raise c.fail(f"{where}.image", "a docker env names its base image, e.g. "
+                                           "image: tensorflow/tensorflow:2.15.0")
+        if image and backend != "docker":
+            raise c.fail(f"{where}.image", "only a docker env has an image; add "
+                                           "backend: docker or remove image")
+        device = c.choice(e.get("device", "cpu"), f"{where}.device", DEVICES, "device")
+        if c.typed(e.get("gpu", False), f"{where}.gpu", bool):
+            device = "gpu"
         envs.append(Env(
             id=env_id, python=python, packages=packages, modes=modes, env_vars=env_vars,
-            backend=c.choice(e.get("backend", "venv"), f"{where}.backend", BACKENDS, "backend"),
-            device=c.choice(e.get("device", "cpu"), f"{where}.device", DEVICES, "device"),
+            backend=backend, image=image, device=device,
             description=c.typed(e.get("description", ""), f"{where}.description", str),
             release=release and release_version(c, release, f"{where}.release"),
             flavour=c.typed(e.get("flavour", ""), f"{where}.flavour", str)))
